@@ -1,0 +1,9 @@
+"""CLI for the report stage (being built; see docs/architecture.md)."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:  # filled in by the report stage
+    pass

@@ -1,0 +1,35 @@
+"""Shared fixtures. Tests run offline: hub access is forced off for every test."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("RADADAPT_PROGRESS", "0")
+
+
+@pytest.fixture()
+def site_key(tmp_path):
+    """A fresh site key file (mode 0600) and the loaded key."""
+    from radadapt.sitekey import create_key, load_key
+
+    path = create_key(tmp_path / "site" / "site.key")
+    return path, load_key(path)
+
+
+@pytest.fixture()
+def cli():
+    """Invoke the real CLI in-process; returns a function(args) -> click Result (stdout and stderr separate)."""
+    from typer.testing import CliRunner
+
+    from radadapt.cli import app
+
+    runner = CliRunner()
+
+    def invoke(*args: str, **kw):
+        return runner.invoke(app, [str(a) for a in args], **kw)
+
+    return invoke
