@@ -76,11 +76,87 @@ class LabelsSection(Section):
 
 
 # -- train -------------------------------------------------------------------------------------------------------
+Auto = Literal["auto"]
+
+
+class AugmentSection(Section):
+    """Multi-crop intensity/geometry augmentation for radiographs (docs/training.md "Augmentations")."""
+
+    hflip: float = Field(0.0, ge=0, le=1)  # off: laterality matters on a chest film
+    jitter_p: float = Field(0.8, ge=0, le=1)
+    brightness: float = Field(0.4, ge=0, lt=1)
+    contrast: float = Field(0.4, ge=0, lt=1)
+    gamma: tuple[float, float] = (0.7, 1.4)
+    blur_global: list[float] = [1.0, 0.1]  # per global crop (DINOv2's intent; its code applies 0.0 and 0.9)
+    blur_local: float = Field(0.5, ge=0, le=1)
+    blur_sigma: tuple[float, float] = (0.1, 2.0)
+
+
+class DinoSection(Section):
+    """The DINOv2 objective (RAD-DINO). Defaults are DINOv2's ViT-B values; "auto" = the data-size rule."""
+
+    global_crops: int = Field(2, ge=2)
+    global_crop_size: int = Field(224, ge=14)
+    global_crop_scale: tuple[float, float] = (0.32, 1.0)
+    local_crops: int = Field(8, ge=0)
+    local_crop_size: int = Field(98, ge=14)
+    local_crop_scale: tuple[float, float] = (0.05, 0.32)
+    prototypes: int | Auto = "auto"  # fresh head only; a warm head keeps its own count
+    head_hidden_dim: int = 2048
+    head_bottleneck_dim: int = 256
+    head_layers: int = 3
+    student_temp: float = 0.1
+    teacher_temp: float | Auto = "auto"  # after warm-up (DINOv2 0.07)
+    teacher_temp_start: float | Auto = "auto"  # DINOv2 0.04
+    teacher_temp_warmup: float | Auto = "auto"  # fraction of the run (DINOv2 30 of 100 epochs)
+    momentum_start: float | Auto = "auto"  # teacher EMA (DINOv2 0.992), cosine to momentum_end
+    momentum_end: float = 1.0
+    centering: Literal["centering", "sinkhorn_knopp"] = "centering"
+    center_momentum: float = 0.9
+    sinkhorn_iterations: int = 3
+    base_lr: float = 0.004  # at a global batch of lr_reference_batch
+    lr_reference_batch: int = 1024
+    lr_scaling: Literal["sqrt", "linear", "none"] = "sqrt"
+    lr: float | Auto = "auto"  # explicit peak lr (overrides base_lr and scaling)
+    min_lr: float = 1e-6
+    lr_warmup: float = Field(0.1, ge=0, le=1)  # fraction of the run (DINOv2 10 of 100 epochs)
+    weight_decay: float = 0.04
+    weight_decay_end: float = 0.4
+    clip_grad: float = 3.0
+    layerwise_decay: float = 0.9
+    patch_embed_lr_mult: float = 0.2
+    freeze_last_layer: float | Auto = "auto"  # fraction of the run with the head's last layer at lr 0
+    freeze_backbone: float | Auto = "auto"  # fraction of the run with the backbone at lr 0 (fresh-head warm-up)
+    drop_path: float = Field(0.3, ge=0, lt=1)  # student only
+    dino_weight: float = 1.0
+    ibot_weight: float = 1.0
+    koleo_weight: float = 0.1
+    koleo_scope: Literal["global", "local"] = "global"  # nearest neighbours over all GPUs, or per GPU (DINOv2)
+    mask_probability: float = Field(0.5, ge=0, le=1)
+    mask_ratio: tuple[float, float] = (0.1, 0.5)
+    collapse_entropy_high: float = 0.98  # mean teacher entropy / log K above this: uniform collapse
+    collapse_usage_low: float = 0.05  # entropy of the mean teacher distribution / log(min(N, K)) below: one prototype
+    augment: AugmentSection = AugmentSection()
+
+
 class TrainSection(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     checkpoint_minutes: float = Field(15.0, gt=0)
     num_workers: int | None = None  # data loader workers (default: from cores)
     seed: int = 0
+    batch_size: int = Field(64, ge=1)  # images per process per micro-batch
+    accum: int = Field(1, ge=1)  # micro-batches per optimizer step
+    epochs: float = Field(100.0, gt=0)  # passes over the training set when neither --max-steps nor --time-budget
+    log_every: int = Field(10, ge=1)  # steps between metrics.jsonl rows
+    keep_checkpoints: int = Field(2, ge=1)
+    compile: bool = False
+    grad_checkpointing: bool = False
+    budget_measure_steps: int = Field(8, ge=2)  # steps timed by --time-budget before fixing the schedule
+    guard_grad_factor: float = Field(50.0, gt=1)  # grad norm above this x the recent median: exploding
+    guard_grad_patience: int = Field(3, ge=1)
+    guard_collapse_patience: int = Field(200, ge=1)  # consecutive collapsed steps before stopping
+    guard_fp16_skips: int = Field(20, ge=1)  # consecutive fp16 overflow skips before stopping
+    dino: DinoSection = DinoSection()
 
 
 # -- benchmark ---------------------------------------------------------------------------------------------------
