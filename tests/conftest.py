@@ -33,3 +33,14 @@ def cli():
         return runner.invoke(app, [str(a) for a in args], **kw)
 
     return invoke
+
+
+@pytest.fixture(scope="session")
+def mi2_tiny_dir(tmp_path_factory):
+    """A tiny random MI2 in the released layout (``radadapt.models.mi2.write_tiny``), written once per
+    session. Treat it as read-only: copy it (shutil.copytree) before changing anything in it."""
+    from radadapt.models import mi2
+
+    out = tmp_path_factory.mktemp("mi2_tiny")
+    mi2.write_tiny(out, seed=0)
+    return out
