@@ -27,6 +27,18 @@ INTERRUPTED_EXIT = 130
 
 _debug = {"on": False}
 
+# Control flow that click/typer handle themselves (help, --version, usage errors). typer >= 0.2x vendors its own
+# click (typer._click) with its own exception classes, so both families are listed.
+_CLICK_FLOW: tuple[type[BaseException], ...] = (
+    click.exceptions.Exit, click.exceptions.Abort, click.ClickException, typer.Exit, typer.Abort,
+)
+try:
+    from typer._click.exceptions import ClickException as _VendoredClickException
+
+    _CLICK_FLOW += (_VendoredClickException,)
+except ImportError:  # typer that uses the installed click
+    pass
+
 
 def _debug_from_env() -> bool:
     return os.environ.get("RADADAPT_DEBUG", "") not in ("", "0")
@@ -43,7 +55,7 @@ class RootGroup(TyperGroup):
     def invoke(self, ctx: click.Context):  # noqa: ANN201 - click's signature
         try:
             return super().invoke(ctx)
-        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+        except _CLICK_FLOW:
             raise
         except RadadaptError as exc:
             if _debug["on"]:
