@@ -44,3 +44,15 @@ def mi2_tiny_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("mi2_tiny")
     mi2.write_tiny(out, seed=0)
     return out
+
+
+@pytest.fixture(scope="session")
+def rad_dino_tiny_dir(tmp_path_factory):
+    """A tiny random RAD-DINO with every file of the real layout (``radadapt.models.rad_dino.write_tiny``): config.json,
+    model.safetensors, preprocessor_config.json, backbone_compatible.safetensors, dino_head.safetensors. Written
+    once per session; treat it as read-only (copy it with shutil.copytree before changing anything)."""
+    from radadapt.models import rad_dino
+
+    out = tmp_path_factory.mktemp("rad_dino_tiny") / "model"
+    rad_dino.write_tiny(out, seed=0)
+    return out

@@ -1,7 +1,10 @@
 """Model families by name, and detection of what a model directory holds.
 
-A family is one module in ``radadapt/models`` exposing ``NAME``, ``is_model_dir(path) -> bool`` and
-``load_encoder(path, device) -> Encoder``; adding one is one line in ``_FAMILY_MODULES``. Run directories
+A family is one module in ``radadapt/models`` exposing ``NAME``, ``is_model_dir(path) -> bool``,
+``load_encoder(path, device) -> Encoder``, ``write_tiny(out_dir, seed=0)`` and ``HUB_REPO`` / ``HUB_REVISION`` /
+``HUB_FILES`` for ``models pull`` (optionally ``HUB_OPTIONAL_FILES``, ``HUB_SHA256`` and
+``describe(path, verify=False) -> dict`` for ``models info``); adding one is one line in ``_FAMILY_MODULES``. A
+family whose module is not installed is skipped by detection and reported as ``models.family_unavailable``. Run directories
 (``run.json``) and export directories (``provenance.json``) resolve to the model directory inside them.
 Detection never guesses: a directory that matches no family is a clear ``ModelError`` listing what was found.
 """
@@ -31,7 +34,28 @@ def normalise_family(name: str) -> str:
 
 
 def family_module(name: str) -> ModuleType:
-    return import_module(_FAMILY_MODULES[normalise_family(name)])
+    fam = normalise_family(name)
+    module = _FAMILY_MODULES[fam]
+    try:
+        return import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name != module:  # a real missing dependency inside the family module: let it surface
+            raise
+        raise ModelError(
+            "models.family_unavailable", f"model family '{fam}' is not available in this radadapt installation"
+        ) from None
+
+
+def available_families() -> list[str]:
+    """Families whose module can be imported (a family arriving later is simply not listed)."""
+    out = []
+    for name in _FAMILY_MODULES:
+        try:
+            family_module(name)
+        except ModelError:
+            continue
+        out.append(name)
+    return out
 
 
 def resolve_model_dir(path: str | Path) -> Path:
@@ -61,7 +85,7 @@ def detect_family(path: str | Path) -> str:
             fam = None
         if fam in _FAMILY_MODULES:
             return fam
-    for name in _FAMILY_MODULES:
+    for name in available_families():
         if family_module(name).is_model_dir(p):
             return name
     found = sorted(x.name for x in p.iterdir())[:12] if p.is_dir() else [p.name]
@@ -76,3 +100,20 @@ def load_encoder(path: str | Path, device: str = "cpu"):
     """A frozen, eval-mode encoder (``radadapt.models.encoder.Encoder``) for any supported model path."""
     family = detect_family(path)
     return family_module(family).load_encoder(resolve_model_dir(path), device=device)
+
+
+def describe(path: str | Path, *, verify: bool = False) -> dict:
+    """The family's own ``describe`` (``models info``), else the family and every file with size and sha256."""
+    from radadapt.models.encoder import sha256_file
+
+    family = detect_family(path)
+    p = resolve_model_dir(path)
+    module = family_module(family)
+    if hasattr(module, "describe"):
+        return module.describe(p, verify=verify)
+    files = [f for f in sorted(p.rglob("*")) if f.is_file() and not any(x.startswith(".") for x in f.relative_to(p).parts)]
+    return {
+        "family": family,
+        "path": str(p),
+        "files": [{"name": str(f.relative_to(p)), "bytes": f.stat().st_size, "sha256": sha256_file(f)} for f in files],
+    }
