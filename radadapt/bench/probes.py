@@ -1,0 +1,144 @@
+"""Probes on frozen features: the linear (logistic-regression) probe and the kNN probe.
+
+Linear probe, following DINOv2's ``eval/log_regression.py`` protocol: features are standardised with the
+probe-training split's mean and standard deviation; for every C of a log-spaced sweep (45 values in
+[1e-6, 1e5] by default) one L2 logistic regression per label is fitted on the probe-training split and scored
+on validation; each label keeps the C with the best validation AUROC (ties go to the smaller C, i.e. the
+stronger regularisation); the model is then refitted at that C to a tight tolerance and its decision threshold
+chosen on validation (Youden's J). Test images are only ever scored, never used for a choice.
+
+kNN probe, following DINOv2's ``eval/knn.py``: L2-normalised features, cosine similarity to the probe-training
+images, the k nearest (k=20) vote with weights exp(sim / T) (T=0.07); the score of a label is the weighted share
+of positive votes among neighbours whose label is known.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from radadapt.bench import logistic
+from radadapt.bench.metrics import auroc_matrix, youden_threshold
+
+
+@dataclass
+class LabelTargets:
+    """Binary targets of one split: ``y`` [n, L] in {0, 1}, ``mask`` [n, L] True where the label is known."""
+
+    y: np.ndarray
+    mask: np.ndarray
+
+    def column(self, j: int) -> tuple[np.ndarray, np.ndarray]:
+        m = self.mask[:, j]
+        return self.y[m, j].astype(bool), m
+
+
+@dataclass
+class LinearProbe:
+    mean: np.ndarray
+    scale: np.ndarray
+    weights: np.ndarray  # [d + 1, L]
+    c: np.ndarray  # chosen C per label
+    val_auroc: np.ndarray  # [n_c, L]: the validation curve over the sweep
+    thresholds: np.ndarray = field(default_factory=lambda: np.zeros(0))  # per label, on the probability scale
+    iterations: int = 0
+
+    def scores(self, x: np.ndarray, device: str = "cpu") -> np.ndarray:
+        """Probabilities [n, L]."""
+        xs = _standardise(x, self.mean, self.scale, device)
+        w = torch.as_tensor(self.weights, device=device)
+        return torch.sigmoid(logistic.decision(xs, w)).double().cpu().numpy()
+
+
+def _standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, device: str) -> torch.Tensor:
+    t = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
+    return (t - torch.as_tensor(mean, device=device)) / torch.as_tensor(scale, device=device)
+
+
+def fit_linear_probe(
+    x_train: np.ndarray,
+    t_train: LabelTargets,
+    x_val: np.ndarray,
+    t_val: LabelTargets,
+    *,
+    cs: np.ndarray,
+    max_iter: int = 100,
+    tol: float = 1e-5,
+    refit_iter: int = 500,
+    refit_tol: float = 1e-6,
+    device: str = "cpu",
+) -> LinearProbe:
+    """Sweep C on validation, refit each label at its best C, choose thresholds on validation."""
+    x_train = np.asarray(x_train, dtype=np.float32)
+    mean = x_train.mean(0)
+    scale = x_train.std(0)
+    scale[scale < 1e-6] = 1.0  # a constant feature carries nothing; leave it at zero after centring
+    xt = _standardise(x_train, mean, scale, device)
+    xv = _standardise(x_val, mean, scale, device)
+    y = torch.as_tensor(t_train.y, dtype=torch.float32, device=device)
+    m = torch.as_tensor(t_train.mask, dtype=torch.float32, device=device)
+    n_labels = y.shape[1]
+    curve = np.full((len(cs), n_labels), np.nan)
+    best_w = torch.zeros(xt.shape[1] + 1, n_labels, device=device)
+    best_auc = np.full(n_labels, -np.inf)
+    best_c = np.full(n_labels, float(cs[0]))
+    w = None
+    iterations = 0
+    for i, c in enumerate(cs):  # small to large C, warm-started: a regularisation path
+        fit = logistic.fit_columns(xt, y, m, torch.full((n_labels,), float(c), device=device), w,
+                                   max_iter=max_iter, tol=tol)
+        w = fit.weights
+        iterations += fit.iterations
+        curve[i] = auroc_matrix(logistic.decision(xv, w).double().cpu().numpy(), t_val.y.astype(bool), t_val.mask)
+        better = np.nan_to_num(curve[i], nan=-np.inf) > best_auc
+        if better.any():
+            idx = torch.as_tensor(np.flatnonzero(better), device=device)
+            best_w[:, idx] = w[:, idx]
+            best_auc[better] = curve[i][better]
+            best_c[better] = c
+    refit = logistic.fit_columns(xt, y, m, torch.as_tensor(best_c, dtype=torch.float32, device=device), best_w,
+                                 max_iter=refit_iter, tol=refit_tol)
+    probe = LinearProbe(mean=mean, scale=scale, weights=refit.weights.cpu().numpy(), c=best_c, val_auroc=curve,
+                        iterations=iterations + refit.iterations)
+    probe.thresholds = choose_thresholds(probe.scores(x_val, device), t_val)
+    return probe
+
+
+def choose_thresholds(val_scores: np.ndarray, t_val: LabelTargets) -> np.ndarray:
+    """Youden's J threshold per label on validation scores (NaN where validation lacks a class)."""
+    out = np.full(val_scores.shape[1], np.nan)
+    for j in range(val_scores.shape[1]):
+        yj, m = t_val.column(j)
+        out[j] = youden_threshold(val_scores[m, j], yj)
+    return out
+
+
+def knn_scores(
+    bank_x: np.ndarray,
+    bank: LabelTargets,
+    query_x: np.ndarray,
+    *,
+    k: int = 20,
+    temperature: float = 0.07,
+    chunk: int = 1024,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Weighted kNN vote per label, [n_query, L] in [0, 1] (0.5 where no neighbour knows the label)."""
+    b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(bank_x, dtype=np.float32), device=device), dim=1)
+    yb = torch.as_tensor(bank.y, dtype=torch.float32, device=device)
+    mb = torch.as_tensor(bank.mask, dtype=torch.float32, device=device)
+    k = min(k, b.shape[0])
+    out = np.empty((len(query_x), yb.shape[1]), dtype=np.float64)
+    for start in range(0, len(query_x), chunk):
+        q = torch.as_tensor(np.asarray(query_x[start:start + chunk], dtype=np.float32), device=device)
+        sim = torch.nn.functional.normalize(q, dim=1) @ b.T
+        top, idx = sim.topk(k, dim=1)
+        vote = torch.exp((top - top[:, :1]) / temperature)  # shifted by the max: same ratios, no overflow
+        known = mb[idx] * vote[..., None]  # [q, k, L]
+        num = (known * yb[idx]).sum(1)
+        den = known.sum(1)
+        score = torch.where(den > 0, num / den.clamp_min(1e-30), torch.full_like(num, 0.5))
+        out[start:start + len(q)] = score.double().cpu().numpy()
+    return out

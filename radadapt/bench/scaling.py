@@ -1,0 +1,293 @@
+"""Data-scaling fits: error = a * N^(-b) + c per task, from benchmarks of runs trained on nested subsets.
+
+Error is ``1 - metric`` (AUROC, Dice). The fit is done in log space (the residual of ``log e``), with a Huber loss
+so one noisy point cannot drag the curve, from a grid of initial values (Hoffmann et al. 2022, approach 3;
+Besiroglu et al. 2024 show single-start fits often stop short). Parameters: a > 0, b in (0, 5], and the
+irreducible floor 0 <= c < min(e) (Hestness et al. 2017). The pure power law a * N^(-b) (Kaplan et al. 2020) is
+fitted alongside: with the five subset sizes a study can afford, a 3-parameter fit has two degrees of freedom,
+and the simpler form is often the honest one.
+
+Quality is judged by extrapolation, not interpolation (Alabdulmohsin et al. 2022): each fit is repeated without
+the largest N and its relative error at that N is reported. The CI on b refits every bootstrap replicate of the
+benchmark (patient-cluster replicates are paired across N because every run is scored on the same test split).
+A prediction beyond ``max_extrapolation`` times the largest N is withheld unless explicitly allowed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+_B_MAX = 5.0
+
+
+@dataclass
+class Fit:
+    a: float
+    b: float
+    c: float
+    cost: float
+    ok: bool
+
+    def predict(self, n: np.ndarray | float) -> np.ndarray:
+        return self.a * np.asarray(n, dtype=np.float64) ** (-self.b) + self.c
+
+
+def _fit_once(n: np.ndarray, e: np.ndarray, floor: bool, inits: list[tuple[float, float, float]]) -> Fit | None:
+    from scipy.optimize import least_squares
+
+    n0 = float(np.exp(np.mean(np.log(n))))  # work with N / n0 so a stays O(e)
+    x = n / n0
+    le = np.log(e)
+    c_hi = float(e.min()) * (1 - 1e-6)
+    best: Fit | None = None
+    for la0, b0, c0 in inits:
+        if floor:
+            def resid(p: np.ndarray) -> np.ndarray:
+                return np.log(np.exp(p[0]) * x ** (-p[1]) + p[2]) - le
+            p0 = np.array([la0, b0, min(c0, 0.999 * c_hi)])
+            bounds = ([-30.0, 1e-6, 0.0], [30.0, _B_MAX, c_hi])
+        else:
+            def resid(p: np.ndarray) -> np.ndarray:
+                return p[0] - p[1] * np.log(x) - le
+            p0 = np.array([la0, b0])
+            bounds = ([-30.0, -_B_MAX], [30.0, _B_MAX])  # b < 0 shows inverse scaling: error grows with N
+        try:
+            r = least_squares(resid, p0, bounds=bounds, loss="huber", f_scale=0.1, max_nfev=2000)
+        except (ValueError, FloatingPointError):
+            continue
+        if not np.all(np.isfinite(r.x)):
+            continue
+        a_scaled, b = float(np.exp(r.x[0])), float(r.x[1])
+        fit = Fit(a=a_scaled * n0**b, b=b, c=float(r.x[2]) if floor else 0.0, cost=float(r.cost), ok=bool(r.success))
+        if best is None or fit.cost < best.cost:
+            best = fit
+    return best
+
+
+def _inits(e: np.ndarray, floor: bool, grid: bool) -> list[tuple[float, float, float]]:
+    emin = float(e.min())
+    bs = [0.05, 0.2, 0.5, 1.0] if grid else [0.3]
+    cs = [0.0, 0.5 * emin, 0.9 * emin] if (floor and grid) else [0.0 if not floor else 0.5 * emin]
+    out = []
+    for b in bs:
+        for c in cs:
+            out.append((float(np.log(max(float(np.median(e)) - c, 1e-6))), b, c))
+    return out
+
+
+def fit_power_law(n: np.ndarray, e: np.ndarray, floor: bool = True, grid: bool = True,
+                  start: Fit | None = None) -> Fit | None:
+    """Robust fit of ``e = a N^-b + c`` (``floor``) or ``e = a N^-b``. None when it cannot be fitted."""
+    n = np.asarray(n, dtype=np.float64)
+    e = np.asarray(e, dtype=np.float64)
+    keep = np.isfinite(e) & (e > 0) & (n > 0)
+    n, e = n[keep], e[keep]
+    if n.size < (3 if floor else 2) or np.unique(n).size < (3 if floor else 2):
+        return None
+    inits = _inits(e, floor, grid)
+    if start is not None:  # bootstrap refits start from the full-data solution, plus one generic start
+        n0 = float(np.exp(np.mean(np.log(n))))
+        inits = [(float(np.log(max(start.a * n0 ** (-start.b), 1e-12))), max(start.b, 1e-3) if floor else start.b,
+                  min(start.c, 0.99 * float(e.min())))] + inits[:1]
+    return _fit_once(n, e, floor, inits)
+
+
+def fit_quality(fit: Fit, n: np.ndarray, e: np.ndarray) -> tuple[float, float | None]:
+    """RMSE of log residuals and R^2 of log e."""
+    le = np.log(e)
+    res = np.log(np.maximum(fit.predict(n), 1e-300)) - le
+    rmse = float(np.sqrt(np.mean(res**2)))
+    ss_tot = float(np.sum((le - le.mean()) ** 2))
+    r2 = None if ss_tot <= 0 else float(1 - np.sum(res**2) / ss_tot)
+    return rmse, r2
+
+
+def leave_largest_out(n: np.ndarray, e: np.ndarray, floor: bool) -> float | None:
+    """Relative error at the largest N of a fit made without it (None when too few points remain)."""
+    order = np.argsort(n)
+    n, e = np.asarray(n)[order], np.asarray(e)[order]
+    fit = fit_power_law(n[:-1], e[:-1], floor=floor)
+    if fit is None:
+        return None
+    return float(abs(fit.predict(n[-1]) - e[-1]) / e[-1])
+
+
+def bootstrap_b(n: np.ndarray, reps: np.ndarray, floor: bool, start: Fit) -> tuple[float | None, float | None, int]:
+    """Percentile CI of b from refitting each replicate; ``reps`` [points, B] of the error."""
+    bs = []
+    for j in range(reps.shape[1]):
+        col = reps[:, j]
+        if not np.all(np.isfinite(col)) or np.any(col <= 0):
+            continue
+        f = fit_power_law(n, col, floor=floor, grid=False, start=start)
+        if f is not None:
+            bs.append(f.b)
+    if len(bs) < 10:
+        return None, None, len(bs)
+    lo, hi = np.quantile(bs, [0.025, 0.975])
+    return float(lo), float(hi), len(bs)
+
+
+def n_for_error(fit: Fit, target_error: float) -> float | None:
+    """The N at which the fitted error reaches ``target_error``; None if below the floor or never reached."""
+    if target_error <= fit.c or fit.a <= 0:
+        return None
+    if fit.b <= 0:
+        return None  # error does not fall with N
+    return float((fit.a / (target_error - fit.c)) ** (1.0 / fit.b))
+
+
+# -- from benchmark results to scaling tasks --------------------------------------------------------------------
+@dataclass
+class _Series:
+    task: str
+    metric: str
+    points: list  # ScalingPoint
+    reps: list[np.ndarray | None]
+    baseline: float | None
+
+
+def _normal_reps(point: float, low: float | None, high: float | None, b: int, rng: np.random.Generator) -> np.ndarray:
+    """Replicates approximated from a CI when the raw replicates were not kept (per-label tasks)."""
+    if low is None or high is None:
+        return np.full(b, point)
+    return rng.normal(point, max(high - low, 1e-9) / 3.92, size=b)
+
+
+def collect_series(results: list, paths: list[str], probe: str | None, per_label: bool) -> list[_Series]:
+    """One series per task: macro AUROC per label group, segmentation Dice per head, optionally every label."""
+    from radadapt.bench.schema import ScalingPoint
+    from radadapt.errors import DataError
+
+    series: dict[str, _Series] = {}
+
+    def add(task: str, metric: str, point: ScalingPoint, reps: list[float] | None, base: float | None) -> None:
+        s = series.setdefault(task, _Series(task, metric, [], [], base))
+        s.points.append(point)
+        s.reps.append(None if not reps else np.asarray(reps, dtype=np.float64))
+        if s.baseline is None:
+            s.baseline = base
+
+    for res, path in zip(results, paths):
+        pr = probe or res.headline_probe
+        base = next(m for m in res.models if m.role == "baseline")
+        for m in res.models:
+            if m.role != "candidate":
+                continue
+            if m.run is None or not m.run.subset_n:
+                raise DataError(
+                    "scaling.no_n",
+                    f"candidate '{m.name}' in {path} has no recorded training-set size (not a training run)",
+                    hint="scaling needs benchmarks of `radadapt train` runs, whose run.json records the subset size",
+                )
+            for macro in res.classification.macro:
+                est = macro.results.get(m.name, {}).get(pr, {}).get("auroc")
+                if est is None or est.point is None:
+                    continue
+                diff = macro.differences.get(m.name, {}).get(pr, {}).get("auroc")
+                b_est = macro.results.get(base.name, {}).get(pr, {}).get("auroc")
+                add(f"{macro.group} macro AUROC ({pr})", "auroc",
+                    ScalingPoint(n=m.run.subset_n, model=m.name, results=path, metric=est.point, low=est.low,
+                                 high=est.high, verdict_vs_baseline=diff.verdict if diff else None),
+                    macro.replicates.get(m.name, {}).get(pr), b_est.point if b_est else None)
+            seg = res.segmentation
+            if seg is not None and seg.status == "evaluated":
+                for head, by_dev in seg.results.get(m.name, {}).items():
+                    est = by_dev.get("all", {}).get("dice")
+                    if est is None or est.point is None:
+                        continue
+                    diff = seg.differences.get(m.name, {}).get(head, {}).get("all", {}).get("dice")
+                    b_est = seg.results.get(base.name, {}).get(head, {}).get("all", {}).get("dice")
+                    add(f"segmentation Dice ({head})", "dice",
+                        ScalingPoint(n=m.run.subset_n, model=m.name, results=path, metric=est.point, low=est.low,
+                                     high=est.high, verdict_vs_baseline=diff.verdict if diff else None),
+                        seg.replicates.get(m.name, {}).get(head), b_est.point if b_est else None)
+            if per_label:
+                for lab in res.classification.labels:
+                    est = lab.results.get(m.name, {}).get(pr)
+                    if lab.status != "evaluated" or est is None or est.auroc.point is None:
+                        continue
+                    diff = lab.differences.get(m.name, {}).get(pr, {}).get("auroc")
+                    b_est = lab.results.get(base.name, {}).get(pr)
+                    add(f"{lab.label} AUROC ({pr})", "auroc",
+                        ScalingPoint(n=m.run.subset_n, model=m.name, results=path, metric=est.auroc.point,
+                                     low=est.auroc.low, high=est.auroc.high,
+                                     verdict_vs_baseline=diff.verdict if diff else None),
+                        None, b_est.auroc.point if b_est else None)
+    return list(series.values())
+
+
+def analyse_series(s: _Series, *, targets: list[float], at: list[float], n_boot: int, max_extrapolation: float,
+                   allow_extrapolation: bool, seed: int = 0):
+    """Fits, CIs on b, leave-largest-out error and predictions for one task."""
+    from radadapt.bench.schema import PowerLawFit, ScalingTask
+
+    pts = sorted(zip(s.points, s.reps), key=lambda t: t[0].n)
+    n = np.array([p.n for p, _ in pts], dtype=np.float64)
+    e = 1.0 - np.array([p.metric for p, _ in pts], dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    raw = [r for _, r in pts]
+    paired = all(r is not None for r in raw) and len({len(r) for r in raw}) == 1
+    if paired:
+        reps = 1.0 - np.stack(raw)[:, :n_boot]
+    else:
+        reps = 1.0 - np.stack([_normal_reps(p.metric, p.low, p.high, n_boot, rng) for p, _ in pts])
+    n_max = float(n.max())
+    fits, preds = [], []
+    for floor, form in ((True, "a*N^-b + c"), (False, "a*N^-b")):
+        k = 3 if floor else 2
+        fit = fit_power_law(n, e, floor=floor)
+        if fit is None:
+            fits.append(PowerLawFit(form=form, status="too_few_points", dof=max(0, len(np.unique(n)) - k),
+                                    message=f"needs at least {k} distinct N with a positive error"))
+            continue
+        rmse, r2 = fit_quality(fit, n, e)
+        lo, hi, nb = bootstrap_b(n, reps, floor, fit) if n_boot else (None, None, 0)
+        dof = int(len(n) - k)
+        fits.append(PowerLawFit(
+            form=form, status="fitted", a=fit.a, b=fit.b, c=fit.c if floor else None, b_low=lo, b_high=hi,
+            n_boot=nb, rmse_log=rmse, r2_log=r2, dof=dof, loo_largest_rel_error=leave_largest_out(n, e, floor),
+            message=None if dof > 0 else "exact fit (no degrees of freedom left): its quality cannot be judged",
+        ))
+        for t in targets:
+            preds.append(_predict_target(fit, form, t, n, e, n_max, max_extrapolation, allow_extrapolation))
+        for size in at:
+            preds.append(_predict_at(fit, form, size, n_max, max_extrapolation, allow_extrapolation))
+    crossover = next((int(p.n) for p, _ in pts if p.verdict_vs_baseline == "better"), None)
+    return ScalingTask(task=s.task, metric=s.metric, points=[p for p, _ in pts], baseline=s.baseline, fits=fits,
+                       predictions=preds, crossover_n=crossover)
+
+
+def _predict_target(fit: Fit, form: str, target: float, n: np.ndarray, e: np.ndarray, n_max: float,
+                    limit: float, allow: bool):
+    from radadapt.bench.schema import Prediction
+
+    err = 1.0 - target
+    if np.any(e <= err):
+        first = float(n[np.argmax(e <= err)])
+        return Prediction(form=form, target=target, n=first, status="reached",
+                          message=f"already reached at N={first:,.0f}")
+    need = n_for_error(fit, err)
+    if need is None:
+        floor = 1.0 - fit.c
+        return Prediction(form=form, target=target, status="unreachable",
+                          message=f"the fitted curve never reaches it (ceiling {floor:.4f})")
+    if need > limit * n_max and not allow:
+        return Prediction(form=form, target=target, status="withheld_beyond_limit",
+                          message=f"would need more than {limit:g}x the largest N ({n_max:,.0f}); "
+                                  "pass --allow-extrapolation to see the number")
+    status = "within_range" if need <= n_max else "extrapolated"
+    return Prediction(form=form, target=target, n=need, status=status)
+
+
+def _predict_at(fit: Fit, form: str, size: float, n_max: float, limit: float, allow: bool):
+    from radadapt.bench.schema import Prediction
+
+    if size > limit * n_max and not allow:
+        return Prediction(form=form, target=size, status="withheld_beyond_limit",
+                          message=f"N is more than {limit:g}x the largest N fitted ({n_max:,.0f})")
+    metric = float(1.0 - fit.predict(size))
+    return Prediction(form=form, target=size, n=size, metric=metric,
+                      status="within_range" if size <= n_max else "extrapolated")
