@@ -1,0 +1,372 @@
+"""`radadapt ingest`: archive + report export -> store, resumable, parallel, in bounded memory.
+
+1. Check inputs before any work (archive, report CSV, key, private directory, masks).
+2. Walk the archive into content-defined chunks (``walk``); the listing (paths: PHI) goes to the private work
+   directory, the store id is a keyed hash of the settings, the listing and the report export.
+3. Process every chunk not yet committed, in a process pool (``chunk.process_chunk``); each chunk commits its own
+   shard and results atomically, so a kill -9 loses at most the chunks in flight and a rerun redoes only those.
+4. Merge (``merge.final_merge``), then write ``store.json`` with ``complete: true`` last.
+
+A rerun over an unchanged archive with the same settings and report export finds every chunk committed and the
+store complete, and does no work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import queue as queue_mod
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from radadapt import atomic
+from radadapt.errors import DataError, RadadaptError, UsageError
+from radadapt.ingest import writer
+from radadapt.ingest.reports import ReportColumns, check_reports
+
+PIPELINE_VERSION = 1  # bump when per-file processing changes: every chunk is then processed again
+LISTING = "listing.jsonl"
+
+
+@dataclass
+class IngestRequest:
+    archive: Path
+    reports: Path
+    store: Path
+    key_file: Path
+    cfg: Any  # IngestSection (CLI overrides applied)
+    private_dir: Path | None = None
+    workers: int | None = None
+    masks: Path | None = None
+    run_rows: int = 200_000  # rows per in-memory run of the merge's external sorts
+    on_event: Callable[[str, Any], None] | None = field(default=None, repr=False)  # progress hooks (CLI)
+
+
+def default_workers() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _settings_hash(req: IngestRequest, key: Any, masks: dict[str, list[str]]) -> str:
+    c = req.cfg
+    per_file = {
+        "version": PIPELINE_VERSION, "resolution": c.resolution, "modalities": sorted(m.upper() for m in c.modalities),
+        "keep_for_processing": c.keep_for_processing, "views": sorted(c.views), "chest_rule": c.chest_rule,
+        "dates": c.dates, "keep_manufacturer": c.keep_manufacturer, "key": key.fingerprint(),
+        "masks": hashlib.sha256(json.dumps(sorted(masks.items())).encode()).hexdigest() if req.masks else None,
+    }
+    return hashlib.sha256(json.dumps(per_file, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _merge_hash(req: IngestRequest, reports_sig: str) -> str:
+    c = req.cfg
+    merge = {"split": [c.split.train, c.split.val, c.split.test], "unpaired": [c.keep_unpaired_images,
+             c.keep_unpaired_reports], "columns": [c.accession_column, c.report_column, c.patient_column,
+             c.date_column], "reports": reports_sig}
+    return hashlib.sha256(json.dumps(merge, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _check_inputs(req: IngestRequest) -> None:
+    if not req.archive.exists():
+        raise UsageError("ingest.archive_missing", f"archive folder not found: {req.archive}")
+    if not req.archive.is_dir():
+        raise UsageError("ingest.archive_missing", f"the archive must be a folder: {req.archive}")
+    if not os.access(req.archive, os.R_OK | os.X_OK):
+        raise DataError("ingest.archive_unreadable", f"cannot read the archive folder {req.archive} (permission denied)",
+                        hint="run as a user who can read the export, or fix its permissions")
+    if req.masks is not None and not req.masks.is_dir():
+        raise UsageError("ingest.masks_missing", f"masks folder not found: {req.masks}")
+    if req.store.exists() and not req.store.is_dir():
+        raise UsageError("ingest.out_not_store", f"--out must be a folder: {req.store}")
+    if req.store.is_dir() and any(req.store.iterdir()):
+        if not (req.store / "store.json").is_file() and not (req.store / writer.WORK_DIR).is_dir():
+            raise UsageError("ingest.out_not_store", f"{req.store} is not empty and is not a radadapt store",
+                             hint="choose a new or empty folder for --out")
+
+
+def _mask_index(folder: Path | None) -> dict[str, list[str]]:
+    """SOPInstanceUID -> devices, from ``<SOPInstanceUID>__<device>.png`` names (listed once)."""
+    index: dict[str, list[str]] = {}
+    if folder is None:
+        return index
+    for name in sorted(os.listdir(folder)):
+        if not name.endswith(".png") or "__" not in name:
+            continue
+        uid, _, device = name[:-4].partition("__")
+        if uid and device and "/" not in device:
+            index.setdefault(uid, []).append(device)
+    return index
+
+
+def _listing(req: IngestRequest, key: Any, work: Path, settings: str) -> tuple[list[str], int, str]:
+    """Walk, chunk and record the listing privately; returns (chunk ids, number of entries, listing hash)."""
+    from radadapt.ingest.walk import chunk_id, chunked, walk
+
+    private = work.parent.parent
+    exclude = (req.store, private)
+    ids: list[str] = []
+    total = 0
+    digest = hashlib.sha256()
+
+    def lines() -> Iterator[list]:
+        nonlocal total
+        try:
+            entries = walk(req.archive, exclude=exclude)
+            for chunk in chunked(entries, key, req.cfg.chunk_files):
+                cid = chunk_id(key, settings, chunk)
+                ids.append(cid)
+                total += len(chunk)
+                digest.update(cid.encode())
+                yield [cid, [e.as_list() for e in chunk]]
+        except OSError:
+            raise DataError("ingest.archive_unreadable", f"cannot list the archive folder {req.archive}") from None
+
+    from radadapt.ingest.audit import write_private_jsonl
+
+    write_private_jsonl(work / LISTING, lines())
+    return ids, total, digest.hexdigest()
+
+
+def _iter_listing(work: Path) -> Iterator[tuple[str, list]]:
+    from radadapt.ingest.audit import read_jsonl
+
+    for cid, entries in read_jsonl(work / LISTING):
+        yield cid, entries
+
+
+def run_ingest(req: IngestRequest) -> dict:
+    """The whole ingest; returns the result the CLI prints (accounting first, then pairing and store)."""
+    from radadapt.ingest.audit import ensure_private_dir
+    from radadapt.ingest.chunk import Context, private_parts_present
+    from radadapt.manifest import StoreInfo
+    from radadapt.sitekey import load_key
+
+    _check_inputs(req)
+    cfg = req.cfg
+    columns = ReportColumns(cfg.accession_column, cfg.report_column, cfg.patient_column, cfg.date_column)
+    reports = check_reports(req.reports, columns)
+    key = load_key(req.key_file)
+    private = ensure_private_dir(req.private_dir or req.key_file.parent / "private")
+    masks = _mask_index(req.masks)
+    req.store.mkdir(parents=True, exist_ok=True)
+    previous = _previous_info(req.store)
+    if previous is not None and previous.get("key_fingerprint") != key.fingerprint():
+        raise DataError("ingest.key_mismatch", f"the store at {req.store} was made with a different site key",
+                        hint="use the key that made it (pseudonyms must stay linkable), or a new --out")
+    work_token = key.digest("work", str(req.store.resolve())).hex()[:16]
+    work = private / "ingest-work" / work_token
+    (work / "chunks").mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    settings = _settings_hash(req, key, masks)
+    emit = req.on_event or (lambda *_a: None)
+    emit("phase", "listing the archive")
+    chunk_ids, total, listing_hash = _listing(req, key, work, settings)
+    if total == 0:
+        raise DataError("ingest.archive_empty", f"the archive folder {req.archive} holds no files",
+                        hint="point ARCHIVE at the folder of the PACS export")
+    store_id = key.digest("store", settings, listing_hash, _merge_hash(req, reports.signature)).hex()[:16]
+    done = {c for c in chunk_ids if writer.chunk_committed(req.store, c) and private_parts_present(work, c)}
+    if previous is not None and previous.get("complete") and previous.get("store_id") == store_id \
+            and len(done) == len(set(chunk_ids)):
+        return _result_from(previous, req.store, nothing_to_do=True, chunks=(len(chunk_ids), 0))
+    if previous is not None and previous.get("ingest", {}).get("settings") not in (None, settings):
+        emit("info", "settings changed since the last run: every file is processed again")
+
+    info = StoreInfo(store_id=store_id, radadapt_version=_version(), key_fingerprint=key.fingerprint(),
+                     resolution=cfg.resolution, n_images=0, complete=False)
+    atomic.write_json(req.store / "store.json", info.model_dump(mode="json"))
+    ctx = Context(archive=req.archive, store=req.store, work=work, key=key, cfg=cfg, masks_dir=req.masks,
+                  masks=masks)
+    pending = [(cid, entries) for cid, entries in _iter_listing(work) if cid not in done]
+    skipped_files = total - sum(len(e) for _c, e in pending)
+    stats = _run_chunks(req, ctx, pending, total, skipped_files, emit)
+
+    emit("phase", "merging")
+    from radadapt.ingest.merge import MergeJob, final_merge
+
+    job = MergeJob(store=req.store, work=work, private=private, archive=req.archive.resolve(), key=key, cfg=cfg,
+                   chunks=chunk_ids, reports=req.reports, columns=columns, store_id=store_id, run_rows=req.run_rows)
+    merged = final_merge(job)
+    _remove_stale(req.store, work, private, set(chunk_ids), store_id, previous)
+    reasons = merged["reasons"]
+    extra = {
+        "ok_reasons": {r: reasons[r] for r in ("ok", "ok_voi_retry") if r in reasons},
+        "duplicate_reasons": {r: reasons[r] for r in ("same_sop_instance", "same_pixels") if r in reasons},
+        "chest_decisions": merged["chest_decisions"], "identifiers": merged["identifiers"],
+        "ingest": {"settings": settings, "pipeline_version": PIPELINE_VERSION, "chunks": len(chunk_ids)},
+        "pairing": merged["pairing"],
+    }
+    info = StoreInfo(store_id=store_id, radadapt_version=_version(), key_fingerprint=key.fingerprint(),
+                     resolution=cfg.resolution, n_images=merged["n_images"], splits=merged["splits"],
+                     accounting=merged["accounting"], complete=True, **extra)
+    atomic.write_json(req.store / "store.json", info.model_dump(mode="json"))
+    result = _result_from(info.model_dump(mode="json"), req.store, nothing_to_do=False,
+                          chunks=(len(chunk_ids), len(pending)))
+    result["store"].update(decode=stats["decode"], details=stats["details"],
+                           private_audit=str(private / f"{store_id}.audit.jsonl"))
+    return result
+
+
+def _version() -> str:
+    from radadapt import __version__
+
+    return __version__
+
+
+def _previous_info(store: Path) -> dict | None:
+    path = store / "store.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None  # a damaged store.json is rewritten; committed chunks still count
+
+
+def _result_from(info: dict, store: Path, *, nothing_to_do: bool, chunks: tuple[int, int]) -> dict:
+    acc = info.get("accounting") or {}
+    return {
+        "total_files": acc.get("total_files", 0), "ok": acc.get("ok", 0), "filtered": acc.get("filtered", {}),
+        "duplicate": acc.get("duplicate", 0), "quarantined": acc.get("quarantined", {}),
+        "pairing": info.get("pairing", {}),
+        "store": {
+            "path": str(store), "store_id": info.get("store_id"), "n_images": info.get("n_images"),
+            "splits": info.get("splits", {}), "resolution": info.get("resolution"),
+            "ok_reasons": info.get("ok_reasons", {}), "duplicate_reasons": info.get("duplicate_reasons", {}),
+            "chest_decisions": info.get("chest_decisions", {}), "nothing_to_do": nothing_to_do,
+            "chunks": {"total": chunks[0], "processed": chunks[1], "skipped": chunks[0] - chunks[1]},
+            "decode": {}, "details": {},
+        },
+    }
+
+
+def _remove_stale(store: Path, work: Path, private: Path, keep: set[str], store_id: str, previous: dict | None) -> None:
+    """Chunks of an older archive state, their shards and private parts, and the previous audit files."""
+    for path in (store / writer.WORK_DIR / "chunks").glob("*.jsonl"):
+        if path.stem not in keep:
+            writer.remove_quietly(store / "images" / f"{writer.shard_name(path.stem)}.u8")
+            writer.remove_quietly(path)
+            for suffix in (".audit.jsonl", ".ids.jsonl"):
+                writer.remove_quietly(work / "chunks" / f"{path.stem}{suffix}")
+    old = (previous or {}).get("store_id")
+    if old and old != store_id:
+        for suffix in (".audit.jsonl", ".identifiers.txt"):
+            writer.remove_quietly(private / f"{old}{suffix}")
+
+
+# -- running chunks ---------------------------------------------------------------------------------------------------
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(ctx_args: dict, key_file: str, progress: Any) -> None:
+    from radadapt.ingest.chunk import Context
+    from radadapt.sitekey import load_key
+
+    _WORKER["ctx"] = Context(key=load_key(key_file), queue=progress, **ctx_args)
+
+
+def _work(chunk: str, entries: list) -> dict:
+    """Worker entry: RadadaptError does not pickle with its fields, so it travels as a dict."""
+    from radadapt.ingest.chunk import process_chunk
+
+    try:
+        return process_chunk(_WORKER["ctx"], chunk, entries)
+    except RadadaptError as exc:
+        return {"error": {"type": type(exc).__name__, "code": exc.code, "message": exc.message, "hint": exc.hint}}
+
+
+def _raise_worker_error(err: dict) -> None:
+    import radadapt.errors as errors
+
+    cls = getattr(errors, err["type"], RadadaptError)
+    raise cls(err["code"], err["message"], hint=err["hint"])
+
+
+def _run_chunks(req: IngestRequest, ctx: Any, pending: list, total: int, skipped: int,
+                emit: Callable[[str, Any], None]) -> dict:
+    stats: dict[str, Any] = {"decode": {}, "details": {}}
+    n_workers = max(1, min(req.workers or default_workers(), len(pending) or 1))
+    emit("start", {"total": total, "skipped": skipped, "chunks": len(pending), "workers": n_workers})
+    if not pending:
+        return stats
+
+    def absorb(summary: dict) -> None:
+        if "error" in summary:
+            _raise_worker_error(summary["error"])
+        for ts, (n, s) in summary["decode"].items():
+            acc = stats["decode"].setdefault(ts, {"files": 0, "seconds": 0.0})
+            acc["files"] += n
+            acc["seconds"] += s
+        for label, n in summary["details"].items():
+            stats["details"][label] = stats["details"].get(label, 0) + n
+
+    t0 = time.perf_counter()
+    if n_workers == 1:
+        from radadapt.ingest.chunk import process_chunk
+
+        class _Direct:
+            def put(self, n: int) -> None:
+                emit("advance", n)
+
+        ctx.queue = _Direct()
+        for cid, entries in pending:
+            absorb(process_chunk(ctx, cid, entries))
+    else:
+        _run_pool(req, ctx, pending, n_workers, emit, absorb)
+    wall = time.perf_counter() - t0
+    for acc in stats["decode"].values():
+        acc["per_second_per_worker"] = round(acc["files"] / acc["seconds"], 2) if acc["seconds"] else None
+        acc["seconds"] = round(acc["seconds"], 3)
+    stats["wall_seconds"] = round(wall, 3)
+    return stats
+
+
+def _run_pool(req: IngestRequest, ctx: Any, pending: list, n_workers: int, emit: Callable[[str, Any], None],
+              absorb: Callable[[dict], None]) -> None:
+    import multiprocessing as mp
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from concurrent.futures.process import BrokenProcessPool
+
+    # spawn: the parent runs rich's refresh thread, and forking a threaded process can deadlock.
+    mpctx = mp.get_context("spawn")
+    progress = mpctx.Queue()
+    ctx_args = {"archive": ctx.archive, "store": ctx.store, "work": ctx.work, "cfg": ctx.cfg,
+                "masks_dir": ctx.masks_dir, "masks": ctx.masks}
+    pool = ProcessPoolExecutor(n_workers, mp_context=mpctx, initializer=_init_worker,
+                               initargs=(ctx_args, str(req.key_file), progress))
+    todo = iter(pending)
+    running: set = set()
+    try:
+        while True:
+            while len(running) < 2 * n_workers:
+                nxt = next(todo, None)
+                if nxt is None:
+                    break
+                running.add(pool.submit(_work, *nxt))
+            if not running:
+                break
+            finished, running = wait(running, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress, emit)
+            for fut in finished:
+                absorb(fut.result())
+        _drain(progress, emit)
+    except BrokenProcessPool:
+        raise DataError("ingest.worker_died", "a worker process died (out of memory?); finished chunks are kept",
+                        hint="rerun the same command to resume, perhaps with fewer --workers") from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _drain(progress: Any, emit: Callable[[str, Any], None]) -> None:
+    while True:
+        try:
+            emit("advance", progress.get_nowait())
+        except queue_mod.Empty:
+            return
+        except (OSError, ValueError, EOFError):
+            return
