@@ -55,6 +55,20 @@ def _hub_error(exc: BaseException, repo: str, revision: str) -> ModelError:
     )
 
 
+def _network_errors() -> tuple[type[BaseException], ...]:
+    """What a hub call raises for a refused, failed or invalid request (hub errors are OSError/ValueError
+    subclasses; the HTTP client's own errors depend on the huggingface_hub version). Bugs still surface."""
+    from importlib import import_module
+
+    errs: list[type[BaseException]] = [OSError, ValueError]
+    for client in ("httpx2", "httpx", "requests"):
+        try:
+            errs.append(import_module(client).HTTPError)
+        except (ImportError, AttributeError):
+            continue
+    return tuple(errs)
+
+
 def _offline() -> ModelError:
     return ModelError(
         "models.offline",
@@ -111,7 +125,7 @@ def pull(
         )
     try:
         info = huggingface_hub.HfApi().model_info(repo, revision=asked, files_metadata=True)
-    except Exception as exc:  # noqa: BLE001 - every hub/network failure becomes one clear line
+    except _network_errors() as exc:  # every hub/network failure becomes one clear line
         raise _hub_error(exc, repo, asked) from None
     commit = str(info.sha)
     siblings = {s.rfilename: s for s in (info.siblings or [])}
@@ -139,7 +153,7 @@ def pull(
             bar.update(task, status=name)
             try:
                 got = Path(huggingface_hub.hf_hub_download(repo, name, revision=commit, local_dir=staging))
-            except Exception as exc:  # noqa: BLE001
+            except _network_errors() as exc:
                 raise _hub_error(exc, repo, commit) from None
             digest = sha256_file(got)
             lfs = getattr(siblings[name], "lfs", None)
