@@ -135,7 +135,7 @@ class DinoSection(Section):
     mask_probability: float = Field(0.5, ge=0, le=1)
     mask_ratio: tuple[float, float] = (0.1, 0.5)
     collapse_entropy_high: float = 0.98  # mean teacher entropy / log K above this: uniform collapse
-    collapse_usage_low: float = 0.05  # entropy of the mean teacher distribution / log(min(N, K)) below: one prototype
+    collapse_usage_low: float = 0.05  # entropy of the batch-mean teacher distribution / log K below this: one prototype
     augment: AugmentSection = AugmentSection()
 
 
@@ -149,6 +149,7 @@ class TrainSection(Section):
     epochs: float = Field(100.0, gt=0)  # passes over the training set when neither --max-steps nor --time-budget
     log_every: int = Field(10, ge=1)  # steps between metrics.jsonl rows
     keep_checkpoints: int = Field(2, ge=1)
+    checkpoint_steps: int | None = None  # also checkpoint every N steps
     compile: bool = False
     grad_checkpointing: bool = False
     budget_measure_steps: int = Field(8, ge=2)  # steps timed by --time-budget before fixing the schedule
@@ -164,6 +165,27 @@ class BenchSection(Section):
     bootstrap: int = Field(1000, ge=0)
     min_positives: int = Field(10, ge=1)
     seed: int = 0
+    uncertain: Literal["exclude", "positive", "negative"] = "exclude"  # finding -1 / device "uncertain"
+    linear_features: list[Literal["cls", "cls+patch_mean", "layers"]] = ["cls", "cls+patch_mean"]
+    c_values: int = Field(45, ge=1)  # DINOv2's sweep: 45 log-spaced C in [c_min, c_max]
+    c_min: float = Field(1e-6, gt=0)
+    c_max: float = Field(1e5, gt=0)
+    max_iter: int = Field(100, ge=1)  # L-BFGS iterations per C of the sweep (warm-started)
+    refit_iter: int = Field(500, ge=1)  # at the chosen C
+    knn_k: int = Field(20, ge=1)
+    knn_temperature: float = Field(0.07, gt=0)
+    attentive_probe: bool = False  # attentive pooling over patch tokens (trained; slower)
+    probe_train_images: int = Field(20000, ge=1)  # cap on train-split images for fitting probes (whole patients)
+    eval_images: int | None = None  # cap per val/test split (whole patients); default: all
+    batch_size: int = Field(32, ge=1)
+    cache_dir: str | None = None  # default: RESULTS/cache
+    segmentation: bool = True
+    seg_images: int = Field(500, ge=1)  # cap per split on images with masks
+    seg_epochs: int = Field(30, ge=1)
+    seg_tolerance_px: int = Field(3, ge=0)
+    overlays: int = Field(4, ge=0)  # overlay PNGs per model and head
+    retrieval_gallery: int = Field(5000, ge=2)  # MI2 image -> report retrieval: reports in the gallery
+    ood_images: int = Field(100000, ge=1)
 
 
 # -- export ------------------------------------------------------------------------------------------------------

@@ -78,7 +78,7 @@ class MultiCrop:
         self.local_crops = local_crops
         self.intensity = intensity
 
-    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+    def __call__(self, image: np.ndarray, rng: np.random.Generator, key: str | None = None) -> dict[str, torch.Tensor]:
         img = torch.from_numpy(np.ascontiguousarray(image)).unsqueeze(0)  # [1, H, W] uint8
         g = self.global_crops
         blur = self.intensity.blur_global

@@ -33,7 +33,7 @@ def block_mask(rng: np.random.Generator, grid: tuple[int, int], n_masked: int, *
         budget = min(n_masked - count, max_patches)
         added = 0
         for _ in range(10):  # a few tries to place one block
-            target = rng.uniform(min_patches, budget)  # like random.uniform, also when budget < min_patches
+            target = min_patches + (budget - min_patches) * rng.random()  # random.uniform, also if budget < min
             aspect = math.exp(rng.uniform(*log_aspect))
             bh = int(round(math.sqrt(target * aspect)))
             bw = int(round(math.sqrt(target / aspect)))

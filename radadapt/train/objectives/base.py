@@ -136,6 +136,10 @@ class Objective(nn.Module):
         """Approximate training FLOPs per image (forward + backward + teacher), for the plan."""
         return 0.0
 
+    def activation_bytes_per_image(self, precision: str) -> float:
+        """Rough activation memory kept for the backward pass per image, for the plan."""
+        return 0.0
+
     def export(self, out_dir: Path) -> dict:
         """Write the final model directory (family layout); returns {file name: sha256}."""
         raise NotImplementedError

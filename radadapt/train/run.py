@@ -1,0 +1,404 @@
+"""A training run directory from start to finish: ``radadapt train`` and ``radadapt train --resume RUN``.
+
+The directory (docs/architecture.md §5)::
+
+    RUN/run.json            family, status (running|completed|stopped|interrupted), base model (path, sha256 of
+                            every file, revision), store (store_id, path), subset, steps planned/done, stream
+                            layout, resolved settings and the rules that chose them, radadapt version
+    RUN/config.json         the resolved [train] config the run uses (and a resume re-reads)
+    RUN/train_patients.txt  sorted patient keys whose images pretraining used (benchmark refuses overlaps)
+    RUN/metrics.jsonl       one row per logged step
+    RUN/checkpoints/        see radadapt/train/checkpoint.py
+    RUN/final/              the family's model directory (RAD-DINO: the EMA teacher, transformers + Meta layouts
+                            and the head); ``registry.load_encoder(RUN)`` and ``AutoModel.from_pretrained`` read it
+
+Only rank 0 writes. A resume re-derives everything (training set, objective, schedules) from run.json and
+config.json, checks that the store and base model are the ones the run started from, and continues from the
+checkpoint ``checkpoints/latest.json`` names (or from step 0 if the run died before its first checkpoint).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from radadapt import __version__, atomic, console
+from radadapt.config import TrainSection, load_config
+from radadapt.errors import DataError, TrainingStopped, UsageError
+
+RUN_FILE, CONFIG_FILE, PATIENTS_FILE = "run.json", "config.json", "train_patients.txt"
+
+
+@dataclass
+class TrainRequest:
+    family: str = "rad-dino"
+    store: Path | None = None
+    weights: Path | None = None
+    out: Path | None = None
+    max_steps: int | None = None
+    time_budget: str | None = None
+    subset: int | None = None
+    batch_size: int | None = None
+    accum: int | None = None
+    precision: str | None = None
+    compile: bool | None = None
+    grad_checkpointing: bool | None = None
+    config: Path | None = None
+    dry_run: bool = False
+    device: str | None = None
+    overrides: dict | None = None  # extra [train] settings (tests, benchmarks)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _train_section(req: TrainRequest) -> TrainSection:
+    base = load_config(req.config).train.model_dump()
+    cli = {"batch_size": req.batch_size, "accum": req.accum, "precision": req.precision, "compile": req.compile,
+           "grad_checkpointing": req.grad_checkpointing}
+    base.update({k: v for k, v in cli.items() if v is not None})
+    _merge(base, req.overrides or {})
+    try:
+        return TrainSection.model_validate(base)
+    except ValueError as exc:
+        raise UsageError("train.bad_option", f"invalid training option: {str(exc).splitlines()[0]}") from None
+
+
+def _merge(base: dict, extra: dict) -> None:
+    for k, v in extra.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            _merge(base[k], v)
+        else:
+            base[k] = v
+
+
+def _device(req_device: str | None, local_rank: int) -> str:
+    import torch
+
+    if req_device:
+        return req_device
+    return f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+
+
+def _workers(cfg: TrainSection, world: int) -> int:
+    import os
+
+    if cfg.num_workers is not None:
+        return cfg.num_workers
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(0, min(16, cores // max(1, world) - 1))
+
+
+def _patients_digest(patients: list[str]) -> str:
+    return hashlib.sha256("\n".join(patients).encode()).hexdigest()
+
+
+def _base_info(weights: Path, files: dict[str, str]) -> dict[str, Any]:
+    info: dict[str, Any] = {"path": str(weights.resolve()), "files": files}
+    pull = weights / "pull.json"
+    if pull.is_file():
+        import json
+
+        try:
+            rec = json.loads(pull.read_text(encoding="utf-8"))
+            info.update({k: rec.get(k) for k in ("repo", "revision", "commit")})
+        except ValueError:
+            pass
+    return info
+
+
+class _Session:
+    """Everything a start and a resume share once the inputs are checked."""
+
+    def __init__(self, family: str, store_path: Path, weights: Path, cfg: TrainSection, subset: int | None,
+                 device: str | None, env):  # noqa: ANN001 - DistEnv
+        import torch
+
+        from radadapt.manifest import Store
+        from radadapt.train.data import select_training_set
+        from radadapt.train.objectives import build_objective
+        from radadapt.train.trainer import resolve_precision
+
+        self.family, self.cfg, self.env, self.subset = family, cfg, env, subset
+        self.store_path, self.weights = store_path, weights
+        self.store = Store(store_path)
+        self.training_set = select_training_set(self.store, subset)
+        self.device = _device(device, env.local_rank)
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.global_batch = cfg.batch_size * cfg.accum * env.world_size
+        self.steps_per_epoch = len(self.training_set.index) / self.global_batch
+        torch.manual_seed(cfg.seed)  # a fresh head's initialisation is part of the run's definition
+        self.objective = build_objective(family, weights, cfg, n_images=len(self.training_set.index),
+                                         global_batch=self.global_batch, steps_per_epoch=self.steps_per_epoch)
+
+    def trainer(self, run_dir: Path | None):  # noqa: ANN201
+        from radadapt.train.trainer import LoopSettings, Trainer
+
+        c = self.cfg
+        loop = LoopSettings(
+            device=self.device, precision=self.precision, batch_size=c.batch_size, accum=c.accum, seed=c.seed,
+            num_workers=_workers(c, self.env.world_size), log_every=c.log_every,
+            checkpoint_minutes=c.checkpoint_minutes, checkpoint_steps=c.checkpoint_steps,
+            keep_checkpoints=c.keep_checkpoints, compile=c.compile, grad_checkpointing=c.grad_checkpointing,
+            guards={"grad_factor": c.guard_grad_factor, "grad_patience": c.guard_grad_patience,
+                    "collapse_patience": c.guard_collapse_patience, "fp16_skips": c.guard_fp16_skips},
+        )
+        return Trainer(self.objective, str(self.store_path), self.training_set.index, loop, self.env, run_dir)
+
+
+def start(req: TrainRequest) -> dict[str, Any]:
+    """Start a new run (or, with ``dry_run``, only plan it)."""
+    from radadapt.models import registry
+    from radadapt.train import distributed as dist_utils
+    from radadapt.train import objectives
+
+    for name, value in (("--store", req.store), ("--weights", req.weights)):
+        if value is None:
+            raise UsageError("train.missing_option", f"{name} is required to start a run",
+                             hint="or continue an existing run with `radadapt train --resume RUN`")
+    if req.out is None and not req.dry_run:
+        raise UsageError("train.missing_option", "--out is required to start a run")
+    family = registry.normalise_family(req.family)
+    objectives.require(family)
+    weights = registry.resolve_model_dir(req.weights)
+    found = registry.detect_family(weights)
+    if found != family:
+        raise UsageError("train.weights_family", f"--weights holds a {found} model, but --model is {req.family}")
+    if req.max_steps is not None and req.max_steps < 1:
+        raise UsageError("train.bad_option", "--max-steps must be at least 1")
+    out = Path(req.out) if req.out else None
+    if out is not None and not req.dry_run and out.exists() and any(out.iterdir()):
+        hint = f"continue it with `radadapt train --resume {out}`" if (out / RUN_FILE).is_file() else "choose a new --out"
+        raise UsageError("train.run_exists", f"{out} already exists and is not empty", hint=hint)
+    cfg = _train_section(req)
+    budget_s = None
+    if req.time_budget:
+        from radadapt.train.budget import parse_duration
+
+        budget_s = parse_duration(req.time_budget)
+    t_start = time.monotonic()
+    env = dist_utils.init_from_env("cuda" if (req.device or "").startswith("cuda") or _cuda() else "cpu")
+    try:
+        s = _Session(family, Path(req.store), weights, cfg, req.subset, req.device, env)
+        steps, rule = _planned_steps(req, cfg, s.steps_per_epoch)
+        if req.dry_run:
+            from radadapt.train.plan import make_plan
+
+            return make_plan(objective=s.objective, training_set=s.training_set, batch_size=cfg.batch_size,
+                             accum=cfg.accum, world_size=env.world_size, steps=steps, steps_rule=rule,
+                             precision=s.precision, device=s.device, keep_checkpoints=cfg.keep_checkpoints,
+                             subset=req.subset)
+        assert out is not None
+        if env.is_main:
+            out.mkdir(parents=True, exist_ok=True)
+            atomic.write_text(out / PATIENTS_FILE, "".join(p + "\n" for p in s.training_set.patients))
+            atomic.write_json(out / CONFIG_FILE, {"train": cfg.model_dump(mode="json"), "precision": s.precision,
+                                                  "resolved": s.objective.settings.values})
+            _write_run(out, s, status="running", planned=steps, done=0, rule=rule, budget=req.time_budget)
+        dist_utils.barrier()
+        trainer = s.trainer(out)
+        if budget_s is not None:
+            steps = _fit_budget(trainer, s, cfg, budget_s, time.monotonic() - t_start)
+            if env.is_main:
+                _update_run(out, planned=steps)
+        trainer.set_total_steps(steps)
+        return _train(out, s, trainer, start_step=0)
+    finally:
+        dist_utils.shutdown(env)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def _planned_steps(req: TrainRequest, cfg: TrainSection, steps_per_epoch: float) -> tuple[int | None, str]:
+    if req.max_steps is not None:
+        return req.max_steps, "--max-steps"
+    if req.time_budget:
+        return None, f"--time-budget {req.time_budget}: measured at start"
+    return max(1, math.ceil(cfg.epochs * steps_per_epoch)), f"[train] epochs = {cfg.epochs:g} passes over the data"
+
+
+def _fit_budget(trainer, s: _Session, cfg: TrainSection, budget_s: float, spent: float) -> int:  # noqa: ANN001
+    from radadapt.train.budget import steps_for_budget
+
+    console.info(f"measuring {cfg.budget_measure_steps} training steps to fit the time budget...")
+    step_s = trainer.measure_step_seconds(cfg.budget_measure_steps, provisional_total=10_000)
+    t0 = time.monotonic()
+    trainer.save_checkpoint(0)  # also the measure of what a checkpoint costs
+    ckpt_s = time.monotonic() - t0
+    from radadapt.train.distributed import all_reduce_max
+
+    spent = all_reduce_max(spent + (time.monotonic() - t0) + step_s * cfg.budget_measure_steps)
+    steps = steps_for_budget(budget_s, spent, step_s, ckpt_s, cfg.checkpoint_minutes)
+    console.info(f"time budget: {step_s:.3f} s per step -> {steps:,} steps")
+    return steps
+
+
+def _write_run(out: Path, s: _Session, *, status: str, planned: int | None, done: int, rule: str,
+               budget: str | None) -> None:
+    info = s.store.info
+    atomic.write_json(out / RUN_FILE, {
+        "format": "radadapt-run", "version": 1, "radadapt_version": __version__, "family": s.family,
+        "status": status, "created_at": _now(), "updated_at": _now(),
+        "base_model": _base_info(s.weights, getattr(s.objective, "base_files", {})),
+        "store": {"store_id": info.store_id, "path": str(s.store_path.resolve()), "key_fingerprint": info.key_fingerprint},
+        "subset": s.subset,
+        "data": {"images": len(s.training_set.index), "patients": len(s.training_set.patients),
+                 "patients_sha256": _patients_digest(s.training_set.patients)},
+        "layout": {"batch_size": s.cfg.batch_size, "accum": s.cfg.accum, "world_size": s.env.world_size,
+                   "global_batch": s.global_batch},
+        "steps": {"planned": planned, "done": done, "rule": rule, "time_budget": budget},
+        "precision": s.precision, "device": s.device,
+        "settings": s.objective.settings.values, "rules": s.objective.settings.rules,
+        "config": s.cfg.model_dump(mode="json"),
+    })
+
+
+def _read_run(run_dir: Path) -> dict[str, Any]:
+    import json
+
+    try:
+        return json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except OSError:
+        raise UsageError("train.not_a_run", f"{run_dir} is not a training run (no {RUN_FILE})",
+                         hint="start one with `radadapt train --model rad-dino --store STORE --weights DIR --out RUN`") from None
+    except ValueError:
+        raise DataError("train.bad_run", f"{run_dir}/{RUN_FILE} is damaged") from None
+
+
+def _update_run(run_dir: Path, *, planned: int | None = None, done: int | None = None, status: str | None = None,
+                **extra: Any) -> None:
+    run = _read_run(run_dir)
+    if planned is not None:
+        run["steps"]["planned"] = planned
+    if done is not None:
+        run["steps"]["done"] = done
+    if status is not None:
+        run["status"] = status
+    run.update(extra)
+    run["updated_at"] = _now()
+    atomic.write_json(run_dir / RUN_FILE, run)
+
+
+def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]:  # noqa: ANN001
+    from radadapt.train import distributed as dist_utils
+    from radadapt.train.metrics import MetricsLog
+
+    main = s.env.is_main
+    if main:
+        for line in s.objective.settings.rules:
+            console.info(f"  {line}")
+        trainer.metrics = MetricsLog(out)
+        trainer.on_checkpoint = lambda step: _update_run(out, done=step)
+    try:
+        with console.progress() as bar:
+            if main:
+                trainer.progress = bar
+                trainer.progress_task = bar.add_task("training", total=trainer.total_steps, completed=start_step)
+            summary = trainer.fit(start_step)
+    except TrainingStopped as exc:
+        if main:
+            _update_run(out, status="stopped", stop={"code": exc.code, "message": exc.message})
+        raise
+    except KeyboardInterrupt:
+        if main:
+            _update_run(out, status="interrupted")
+        raise
+    finally:
+        if trainer.metrics is not None:
+            trainer.metrics.close()
+    files: dict[str, str] = {}
+    if main:
+        files = s.objective.export(out / "final", extra={"run": out.name, "steps": trainer.total_steps})
+        _update_run(out, status="completed", done=trainer.total_steps, final={"files": files})
+    dist_utils.barrier()
+    return {"run": str(out), "family": s.family, "status": "completed", "steps": trainer.total_steps,
+            "images": len(s.training_set.index), "global_batch": s.global_batch,
+            "images_per_s": summary.get("images_per_s"), "final": str(out / "final"), "final_files": files}
+
+
+def resume(run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
+    """Continue a run after an interruption, with the same schedule position, RNG state and data order."""
+    import json
+
+    from radadapt.train import checkpoint as ckpt
+    from radadapt.train import distributed as dist_utils
+    from radadapt.train import metrics as metrics_mod
+
+    run_dir = Path(run_dir)
+    run = _read_run(run_dir)
+    if run.get("status") == "completed" and (run_dir / "final").is_dir():
+        return {"run": str(run_dir), "family": run["family"], "status": "completed", "steps": run["steps"]["done"],
+                "final": str(run_dir / "final"), "note": "the run was already complete"}
+    try:
+        cfg = TrainSection.model_validate(json.loads((run_dir / CONFIG_FILE).read_text(encoding="utf-8"))["train"])
+    except (OSError, ValueError, KeyError):
+        raise DataError("train.bad_run", f"{run_dir}/{CONFIG_FILE} is missing or damaged") from None
+    planned = run["steps"]["planned"]
+    env = dist_utils.init_from_env("cuda" if (device or "").startswith("cuda") or _cuda() else "cpu")
+    try:
+        if env.world_size != run["layout"]["world_size"]:
+            raise UsageError(
+                "train.resume_layout",
+                f"the run used {run['layout']['world_size']} process(es); this resume has {env.world_size}",
+                hint="resume with the same number of GPUs/processes: the data order depends on it",
+            )
+        s = _Session(run["family"], Path(run["store"]["path"]), Path(run["base_model"]["path"]), cfg,
+                     run.get("subset"), device, env)
+        _check_same_inputs(run, s)
+        found = ckpt.latest(run_dir / "checkpoints")
+        if planned is None:  # killed while measuring the time budget: measure again
+            planned = _fit_budget_again(run_dir, s, cfg, run)
+        trainer = s.trainer(run_dir)
+        trainer.set_total_steps(planned)
+        start_step = trainer.load_checkpoint(found) if found is not None else 0
+        if env.is_main:
+            metrics_mod.truncate(run_dir, start_step)
+            _update_run(run_dir, status="running", done=start_step)
+            console.info(f"resuming {run_dir.name} at step {start_step:,} of {planned:,}")
+        dist_utils.barrier()
+        return _train(run_dir, s, trainer, start_step)
+    finally:
+        dist_utils.shutdown(env)
+
+
+def _fit_budget_again(run_dir: Path, s: _Session, cfg: TrainSection, run: dict) -> int:
+    from radadapt.train.budget import parse_duration
+
+    budget = run["steps"].get("time_budget")
+    if not budget:
+        raise DataError("train.bad_run", f"{run_dir}/{RUN_FILE} has no planned step count")
+    steps = _fit_budget(s.trainer(run_dir), s, cfg, parse_duration(budget), 0.0)
+    if s.env.is_main:
+        _update_run(run_dir, planned=steps)
+    return steps
+
+
+def _check_same_inputs(run: dict, s: _Session) -> None:
+    from radadapt.models.encoder import sha256_file
+
+    if s.store.info.store_id != run["store"]["store_id"]:
+        raise DataError("train.store_changed", "the store at the recorded path is not the one this run started from",
+                        hint="restore the original store, or start a new run")
+    if _patients_digest(s.training_set.patients) != run["data"]["patients_sha256"] or \
+            len(s.training_set.index) != run["data"]["images"]:
+        raise DataError("train.store_changed", "the store's training images changed since the run started",
+                        hint="a resumed run must see the same images; start a new run on the updated store")
+    for name, digest in run["base_model"]["files"].items():
+        path = s.weights / name
+        if not path.is_file() or sha256_file(path) != digest:
+            raise DataError("train.base_changed", f"base model file {name} is missing or changed since the run started",
+                            hint="restore the original --weights directory, or start a new run")
+    if s.objective.settings.values != run["settings"]:
+        raise DataError("train.settings_changed", "this radadapt resolves the run's settings differently",
+                        hint="resume with the radadapt version that started the run")
+
