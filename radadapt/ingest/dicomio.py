@@ -17,10 +17,11 @@ that names the package, not a crash or an image of zeros.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 if TYPE_CHECKING:
     import numpy as np
@@ -98,7 +99,9 @@ def read_dicom(path: str | os.PathLike, size: int) -> DicomFile:
         if len(ds) == 0 or "SOPClassUID" not in ds:
             raise ReadFailure("not_dicom")
     elif len(ds) == 0:
-        raise ReadFailure("truncated", "empty dataset")
+        # Empty + end-of-file warning: damage inside encapsulated Pixel Data (the header alone still reads) or a
+        # garbled header element whose bogus length swallowed the file (nothing reads).
+        raise ReadFailure("truncated" if _header_reads(path) else "unreadable_header", "empty dataset")
     meta = getattr(ds, "file_meta", None)
     ts = str(meta.get("TransferSyntaxUID", "")) if meta is not None else ""
     # A deflated dataset's element offsets refer to the inflated stream, so only zlib's own checks apply there.
@@ -114,6 +117,18 @@ def read_dicom(path: str | os.PathLike, size: int) -> DicomFile:
             ds.file_meta = FileMetaDataset()
         ds.file_meta.TransferSyntaxUID = ts
     return DicomFile(dataset=ds, transfer_syntax=ts, warnings=n_warn)
+
+
+def _header_reads(path: str | os.PathLike) -> bool:
+    import pydicom
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            head = pydicom.dcmread(path, stop_before_pixels=True)
+        except Exception:  # noqa: BLE001 - any failure means: the header itself is broken
+            return False
+    return len(head) > 0 and "SOPClassUID" in head
 
 
 def _looks_truncated_error(exc: Exception) -> bool:
@@ -173,6 +188,25 @@ def expected_frame_bytes(ds: Dataset) -> int:
     return rows * cols * spp * (bits // 8)
 
 
+@contextlib.contextmanager
+def _c_stderr_silenced() -> Iterator[None]:
+    """Codec libraries (openjpeg, gdcm, charls) print to file descriptor 2 from C, past Python's warnings; their
+    text is not ours to show and could one day carry file details, so descriptor 2 points at /dev/null meanwhile."""
+    try:
+        saved = os.dup(2)
+        null = os.open(os.devnull, os.O_WRONLY)
+    except OSError:
+        yield
+        return
+    try:
+        os.dup2(null, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def decode_first_frame(ds: Dataset, transfer_syntax: str) -> np.ndarray:
     """Decode frame 0 only (stored values, PS3.5 8.1; pydicom's unused-bit and sign corrections applied).
 
@@ -181,7 +215,7 @@ def decode_first_frame(ds: Dataset, transfer_syntax: str) -> np.ndarray:
     from pydicom.pixels import pixel_array
     from pydicom.uid import UID
 
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), _c_stderr_silenced():
         warnings.simplefilter("ignore")
         try:
             if not UID(transfer_syntax).is_compressed:

@@ -62,7 +62,7 @@ def check_reports(path: Path, cols: ReportColumns) -> ReportsInfo:
     line = 1
     try:
         with _open(path) as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, strict=True)
             header = next(reader, None)
             if header is None:
                 raise DataError("ingest.reports_columns", f"{path} is empty (no header row)",
@@ -82,8 +82,8 @@ def check_reports(path: Path, cols: ReportColumns) -> ReportsInfo:
     except UnicodeDecodeError:
         raise DataError(
             "ingest.reports_encoding",
-            f"{path} is not UTF-8 (first invalid byte near line {line}); its original encoding cannot be "
-            "detected reliably",
+            f"{path} is not UTF-8 (first invalid byte on line {_first_bad_line(path)}); its original encoding "
+            "cannot be detected reliably",
             hint=f"convert it with the encoding your RIS uses, e.g. iconv -f WINDOWS-1252 -t UTF-8 {path} > reports.utf8.csv",
         ) from None
     except csv.Error as exc:
@@ -93,10 +93,20 @@ def check_reports(path: Path, cols: ReportColumns) -> ReportsInfo:
     return ReportsInfo(path, rows, cols.patient in names, cols.date in names, f"{st.st_size}:{st.st_mtime_ns}")
 
 
+def _first_bad_line(path: Path) -> int:
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            try:
+                raw.decode("utf-8-sig" if number == 1 else "utf-8")
+            except UnicodeDecodeError:
+                return number
+    return 0
+
+
 def iter_reports(path: Path, cols: ReportColumns) -> Iterator[ReportRow]:
     """Stream report rows (after ``check_reports``)."""
     with _open(path) as fh:
-        reader = csv.DictReader(fh)
+        reader = csv.DictReader(fh, strict=True)
         reader.fieldnames = [h.strip() for h in (reader.fieldnames or [])]
         for i, row in enumerate(reader, start=1):
             yield ReportRow(
