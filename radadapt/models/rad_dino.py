@@ -175,8 +175,13 @@ def _layout(path: Path, layout: Layout) -> str:
     return layout
 
 
-def load_backbone(path: str | Path, *, layout: Layout = "auto") -> tuple["Dinov2Model", "Dinov2Config", str, dict[str, str], list[str]]:
-    """(backbone, config, layout used, files read with sha256, notes). The transformers layout wins when both exist."""
+def load_backbone(
+    path: str | Path, *, layout: Layout = "auto", drop_path_rate: float | None = None
+) -> tuple["Dinov2Model", "Dinov2Config", str, dict[str, str], list[str]]:
+    """(backbone, config, layout used, files read with sha256, notes). The transformers layout wins when both exist.
+
+    ``drop_path_rate`` (stochastic depth, uniform over blocks as DINOv2's ``drop_path_uniform``) must be set when
+    the model is built, so a training student asks for it here; it changes no weight."""
     p = Path(path)
     use = _layout(p, layout)
     files: dict[str, str] = {}
@@ -187,6 +192,8 @@ def load_backbone(path: str | Path, *, layout: Layout = "auto") -> tuple["Dinov2
         config = _config_from_json(p)
         files[CONFIG] = sha256_file(p / CONFIG)
         state = _load_hf_state(p, files, notes)
+        if drop_path_rate is not None:
+            config.drop_path_rate = float(drop_path_rate)
         model = build_backbone(config, empty=True)
         weights.check_state_dict(_expected_hf(model), weights.shapes(state), what=HF_WEIGHTS)
         return _fill(model, state), config, use, files, notes
@@ -204,6 +211,8 @@ def load_backbone(path: str | Path, *, layout: Layout = "auto") -> tuple["Dinov2
     else:
         config = Dinov2Config(**conv.infer_meta_config(weights.shapes(raw), meta))
         notes.append(f"config inferred from {META_WEIGHTS} ({config.num_attention_heads} heads)")
+    if drop_path_rate is not None:
+        config.drop_path_rate = float(drop_path_rate)
     model = build_backbone(config, empty=True)
     expected = weights.shapes(conv.convert_hf_to_meta(conv.runtime_to_hf(model.state_dict())))
     weights.check_state_dict(expected, weights.shapes(raw), what=META_WEIGHTS)
@@ -241,6 +250,7 @@ def load_pretrained(
     out_dim: int | None = None,
     fresh_head: Mapping[str, Any] | None = None,
     norm_last_layer: bool = False,
+    drop_path_rate: float | None = None,
 ) -> RadDinoCheckpoint:
     """Backbone and head from a model directory, strictly, for training or export.
 
@@ -252,7 +262,7 @@ def load_pretrained(
     from radadapt.models.dino_head import DINOHead
 
     p = Path(path)
-    backbone, config, used, files, notes = load_backbone(p, layout=layout)
+    backbone, config, used, files, notes = load_backbone(p, layout=layout, drop_path_rate=drop_path_rate)
     dino_head, source = None, None
     has_file = (p / HEAD_WEIGHTS).is_file()
     if head == "file" and not has_file:
@@ -305,6 +315,8 @@ def save_model_dir(
     from radadapt import atomic
 
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ModelError("models.out_exists", f"{out} exists and is not a directory")
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise ModelError("models.out_exists", f"{out} exists and is not empty", hint="choose a new directory or --force")
     config = backbone.config

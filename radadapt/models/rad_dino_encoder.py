@@ -58,15 +58,26 @@ class RadDinoEncoder(Encoder):
     def features(self, pixel_values: "torch.Tensor") -> dict[str, "torch.Tensor"]:
         import torch
 
+        # Hooks keep only the CLS token of the last blocks; output_hidden_states would hold every layer's full
+        # token map (13 x B x 1370 x 768 floats at 518 px).
+        blocks = list(self.backbone.encoder.layer)[-N_LAYERS:]
+        cls_by_block: list["torch.Tensor"] = []
+
+        def keep_cls(_module, _inputs, output):
+            cls_by_block.append((output[0] if isinstance(output, tuple) else output)[:, 0])
+
+        handles = [b.register_forward_hook(keep_cls) for b in blocks]
         # no_grad, not inference_mode: callers may feed the features to a probe that needs autograd.
-        with torch.no_grad():
-            x = pixel_values.to(self.device, dtype=torch.float32)
-            out = self.backbone(pixel_values=x, output_hidden_states=True)
-            tokens = out.last_hidden_state
-            patches = tokens[:, 1:]
-            b, _, d = patches.shape
-            h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
-            grid = patches.transpose(1, 2).reshape(b, d, h, w)
-            last = out.hidden_states[-min(N_LAYERS, len(out.hidden_states) - 1):]
-            layers = torch.stack([self.backbone.layernorm(t[:, 0]) for t in last], dim=1)
+        try:
+            with torch.no_grad():
+                x = pixel_values.to(self.device, dtype=torch.float32)
+                out = self.backbone(pixel_values=x)
+                patches = out.last_hidden_state[:, 1:]
+                b, _, d = patches.shape
+                h, w = x.shape[-2] // self.patch_size, x.shape[-1] // self.patch_size
+                grid = patches.transpose(1, 2).reshape(b, d, h, w)
+                layers = self.backbone.layernorm(torch.stack(cls_by_block, dim=1))
+        finally:
+            for handle in handles:
+                handle.remove()
         return {"cls": out.pooler_output, "patch_mean": patches.mean(dim=1), "patch_grid": grid, "layers": layers}

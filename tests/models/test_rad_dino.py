@@ -371,3 +371,12 @@ def test_load_paths_never_touch_the_network(rad_dino_tiny_dir, monkeypatch):
     rad_dino.describe(rad_dino_tiny_dir, verify=True)
     AutoModel.from_pretrained(rad_dino_tiny_dir, local_files_only=True)
     AutoImageProcessor.from_pretrained(rad_dino_tiny_dir, local_files_only=True)
+
+
+def test_student_drop_path_is_set_at_build_time_and_changes_no_weight(rad_dino_tiny_dir):
+    plain = rad_dino.load_pretrained(rad_dino_tiny_dir, head="none").backbone
+    student = rad_dino.load_pretrained(rad_dino_tiny_dir, head="none", drop_path_rate=0.3).backbone
+    assert student.encoder.layer[0].drop_path.drop_prob == 0.3
+    x = torch.randn(2, 3, 112, 112)
+    with torch.no_grad():  # eval mode: stochastic depth is off, the networks are identical
+        assert torch.equal(plain(pixel_values=x).pooler_output, student(pixel_values=x).pooler_output)
