@@ -22,8 +22,6 @@ import struct
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
-import numpy as np
-
 from radadapt import atomic
 from radadapt.errors import ModelError
 from radadapt.models.encoder import Encoder, sha256_file
@@ -50,7 +48,7 @@ HUB_FILES = tuple(f"{HUB_SUBDIR}/{f}" for f in RELEASE_FILES)
 HUB_SHA256 = {f"{HUB_SUBDIR}/{WEIGHTS_FILE}": "5eeda63bf616a61664bc95b2c09d3b3d7125209e635678bd3f5f324e9bdb1414"}
 HUB_SIZES = {f"{HUB_SUBDIR}/{WEIGHTS_FILE}": 2_464_060_700}
 
-_MAX_HEADER = 100 * 1024 * 1024  # safetensors' own limit on the JSON header
+_MISMATCH_HINT = "config.yaml, the tokenizer and the weights file must come from the same MI2 release"
 
 
 # -- the directory ---------------------------------------------------------------------------------------------
@@ -149,56 +147,17 @@ def tokenize(tokenizer, texts: Sequence[str], context_length: int = 77) -> dict[
     return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]}
 
 
-# -- safetensors, strictly ---------------------------------------------------------------------------------------
-def read_weights(path: str | Path) -> dict[str, "torch.Tensor"]:
-    """Read a safetensors file after checking its header against the file size, so a truncated download or
-    a pickled ``.pt`` is a clear error (radadapt never unpickles)."""
-    from safetensors.torch import load_file
-
-    p = Path(path)
-    if not p.is_file():
-        raise ModelError("models.mi2_incomplete", f"weights file not found: {p}")
-    size = p.stat().st_size
-    with open(p, "rb") as fh:
-        head = fh.read(8)
-        n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
-        header = fh.read(n) if 0 < n <= min(_MAX_HEADER, size - 8) else b""
-    try:
-        meta = json.loads(header.decode("utf-8")) if header else None
-    except (UnicodeDecodeError, ValueError):
-        meta = None
-    if not isinstance(meta, dict):
-        raise ModelError(
-            "models.mi2_not_safetensors",
-            f"{p} is not a safetensors file (a pickled torch checkpoint, or damaged)",
-            hint="radadapt only loads safetensors; the released MI2 weights are safetensors despite the .pt name",
-        )
-    end = max((v["data_offsets"][1] for k, v in meta.items() if k != "__metadata__"), default=0)
-    if 8 + n + end > size:
-        raise ModelError(
-            "models.mi2_truncated",
-            f"{p} is truncated: {size} bytes, the header promises {8 + n + end}",
-            hint="the download was interrupted; pull it again",
-        )
-    try:
-        return load_file(str(p))
-    except Exception as exc:  # safetensors raises its own error types; keep only the type name
-        raise ModelError("models.mi2_not_safetensors", f"{p} cannot be read as safetensors ({type(exc).__name__})") from None
-
-
+# -- safetensors ---------------------------------------------------------------------------------------------------
 _ST_DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64", "int64": "I64",
               "int32": "I32", "int16": "I16", "int8": "I8", "uint8": "U8", "bool": "BOOL"}
 
 
-def write_safetensors(path: str | Path, tensors: Mapping[str, "torch.Tensor"], metadata: dict | None = None) -> str:
-    """Stream tensors into a safetensors file, atomically (one tensor in memory at a time, never the whole
-    2.5 GB byte string); returns the file's sha256."""
-    import torch
-
-    names = sorted(tensors)
-    header: dict[str, Any] = {"__metadata__": metadata or {"format": "pt"}}
+def safetensors_header(tensors: Mapping[str, "torch.Tensor"], metadata: Mapping[str, str] | None = None) -> bytes:
+    """The 8-byte length prefix and JSON header of a safetensors file holding ``tensors`` in name order (works
+    on meta tensors, so the real file's size can be computed without memory)."""
+    header: dict[str, Any] = {"__metadata__": dict(metadata)} if metadata else {}
     offset = 0
-    for name in names:
+    for name in sorted(tensors):
         t = tensors[name]
         nbytes = t.numel() * t.element_size()
         header[name] = {"dtype": _ST_DTYPES[str(t.dtype).removeprefix("torch.")], "shape": list(t.shape),
@@ -206,15 +165,24 @@ def write_safetensors(path: str | Path, tensors: Mapping[str, "torch.Tensor"], m
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-len(blob) % 8)  # the format aligns the data section to 8 bytes
+    return struct.pack("<Q", len(blob)) + blob
+
+
+def write_safetensors(path: str | Path, tensors: Mapping[str, "torch.Tensor"],
+                      metadata: Mapping[str, str] | None = None) -> str:
+    """Stream tensors into a safetensors file, atomically, one tensor in memory at a time (never the whole
+    2.5 GB byte string, unlike ``safetensors.torch.save``); returns the file's sha256, computed on the way."""
+    import torch
+
     digest = hashlib.sha256()
     with atomic.atomic_open(path, "wb") as fh:
-        for chunk in (struct.pack("<Q", len(blob)), blob):
-            fh.write(chunk)
-            digest.update(chunk)
-        for name in names:
-            data = tensors[name].detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy()
-            fh.write(memoryview(data))
-            digest.update(memoryview(data))
+        head = safetensors_header(tensors, metadata)
+        fh.write(head)
+        digest.update(head)
+        for name in sorted(tensors):
+            data = memoryview(tensors[name].detach().to("cpu").contiguous().reshape(-1).view(torch.uint8).numpy())
+            fh.write(data)
+            digest.update(data)
     return digest.hexdigest()
 
 
@@ -227,8 +195,9 @@ def load_pretrained(path: str | Path, device: str = "cpu") -> tuple["MI2Model", 
     """
     import torch
 
-    from radadapt.models.mi2_convert import (check_state_dict, convert_radadapt_to_released,
-                                             convert_released_to_radadapt, rename_legacy_keys)
+    from radadapt.models import weights
+    from radadapt.models.mi2_convert import (convert_radadapt_to_released, convert_released_to_radadapt,
+                                             rename_legacy_keys)
     from radadapt.models.mi2_model import MI2Model
 
     root = resolve_release_dir(path)
@@ -237,8 +206,8 @@ def load_pretrained(path: str | Path, device: str = "cpu") -> tuple["MI2Model", 
     with torch.device("meta"):
         model = MI2Model(cfg)
     expected = convert_radadapt_to_released({k: tuple(v.shape) for k, v in model.state_dict().items()})
-    state = rename_legacy_keys(read_weights(root / WEIGHTS_FILE))
-    check_state_dict(state, expected, WEIGHTS_FILE)
+    state = rename_legacy_keys(weights.load_file(root / WEIGHTS_FILE)[0])  # header checked before parsing
+    weights.check_state_dict(expected, weights.shapes(state), what=WEIGHTS_FILE, hint=_MISMATCH_HINT)
     state = {k: (v.float() if v.is_floating_point() else v) for k, v in convert_released_to_radadapt(state).items()}
     model.load_state_dict(state, strict=True, assign=True)
     if any(t.is_meta for t in [*model.parameters(), *model.buffers()]):  # pragma: no cover - a programming error
@@ -270,95 +239,71 @@ def save_model_dir(
     atomic.write_text(out / CONFIG_FILE, text)
     for name in TOKENIZER_FILES:
         atomic.write_bytes(out / TOKENIZER_DIR / name, sources[name].read_bytes())
-    state = convert_radadapt_to_released(model.state_dict())
-    write_safetensors(out / WEIGHTS_FILE, state)
-    return file_hashes(out)
+    # no __metadata__: a real-size file is then byte-for-byte the released size (docs/models_mi2.md)
+    digest = write_safetensors(out / WEIGHTS_FILE, convert_radadapt_to_released(model.state_dict()))
+    hashes = {rel: sha256_file(out / rel) for rel in RELEASE_FILES if rel != WEIGHTS_FILE}
+    return {**hashes, WEIGHTS_FILE: digest}
 
 
 def save_timm_image_tower(model: "MI2Model", path: str | Path) -> str:
     """The image tower alone, timm ``DaVit`` key names, safetensors: ``timm.create_model("davit_huge_fl",
     pretrained=True, pretrained_cfg_overlay=dict(file=path), num_classes=0)`` loads it (other sizes: add the
     config's ``timm_kwargs()``). Returns the file's sha256."""
-    return write_safetensors(path, model.image_encoder.state_dict())
+    return write_safetensors(path, model.image_encoder.state_dict(), metadata={"format": "pt"})
 
 
-# -- the frozen encoder -------------------------------------------------------------------------------------------
-class MI2Encoder(Encoder):
-    """Frozen MI2 for features and zero-shot: preprocessing as released (bicubic resize straight to the config
-    size, no crop, ImageNet mean/std, grey replicated to RGB)."""
-
-    family = NAME
-    has_text = True
-
-    def __init__(self, model: "MI2Model", tokenizer, config: "MI2Config", fingerprint: str, device: str = "cpu"):
-        self.model = model.eval().requires_grad_(False).to(device)
-        self.tokenizer = tokenizer
-        self.config = config
-        self.fingerprint = fingerprint
-        self.device = device
-        self.input_size = config.image_size
-        self.embed_dim = config.embed_dims[-1]
-
-    def preprocess(self, images: Sequence[np.ndarray]) -> "torch.Tensor":
-        import torch
-        from PIL import Image
-
-        s = self.input_size
-        batch = np.empty((len(images), s, s), dtype=np.uint8)
-        for i, img in enumerate(images):
-            a = np.asarray(img)
-            if a.ndim == 3 and a.shape[-1] in (1, 3):
-                a = a[..., 0] if a.shape[-1] == 1 else np.asarray(Image.fromarray(a).convert("L"))
-            if a.ndim != 2 or a.dtype != np.uint8:
-                raise ModelError("models.mi2_bad_image", f"expected a 2-D uint8 image, got {a.dtype} {a.shape}")
-            batch[i] = np.asarray(Image.fromarray(a).resize((s, s), Image.BICUBIC))  # PIL, as torchvision does
-        x = torch.from_numpy(batch).float().div_(255.0)[:, None].expand(-1, 3, -1, -1)
-        mean = torch.tensor(self.config.image_mean).view(1, 3, 1, 1)
-        std = torch.tensor(self.config.image_std).view(1, 3, 1, 1)
-        return ((x - mean) / std).to(self.device)
-
-    def features(self, pixel_values: "torch.Tensor") -> dict[str, "torch.Tensor"]:
-        """``cls``: the pooled 2048-d pre-projection feature (mean + LayerNorm, what probes should use);
-        ``patch_mean``: mean of the last stage's tokens without the LayerNorm; ``patch_grid``: the last stage
-        map [B, 2048, S/32, S/32]; ``layers``: the four stages' mean-pooled features concatenated (widths
-        differ per stage, so L = 1 and D = 256+512+1024+2048 for the released size)."""
-        import torch
-
-        tower = self.model.image_encoder
-        with torch.no_grad():
-            x = tower.stem(pixel_values.to(self.device))
-            pooled = []
-            for stage in tower.stages:
-                x = stage(x)
-                pooled.append(x.mean(dim=(2, 3)))
-            cls = tower.forward_head(tower.norm_pre(x), pre_logits=True)
-        return {"cls": cls, "patch_mean": pooled[-1], "patch_grid": x, "layers": torch.cat(pooled, dim=1)[:, None]}
-
-    def encode_image(self, pixel_values: "torch.Tensor") -> "torch.Tensor":
-        import torch
-
-        with torch.no_grad():
-            return self.model.encode_image(pixel_values.to(self.device))
-
-    def encode_text(self, texts: Sequence[str], batch_size: int = 256) -> "torch.Tensor":
-        import torch
-
-        out = []
-        with torch.no_grad():
-            for i in range(0, len(texts), batch_size):
-                enc = tokenize(self.tokenizer, texts[i:i + batch_size], self.config.context_length)
-                out.append(self.model.encode_text(enc["input_ids"].to(self.device),
-                                                  enc["attention_mask"].to(self.device)))
-        return torch.cat(out) if out else torch.empty(0, self.config.projection_dim, device=self.device)
-
-    @property
-    def logit_scale(self) -> float:
-        return float(self.model.logit_scale.detach().exp())
+def timm_pretrained_cfg_overlay(config: "MI2Config", path: str | Path) -> dict[str, Any]:
+    """``pretrained_cfg_overlay`` for timm: the saved tower file plus MI2's preprocessing (square input at the
+    config size, squash resize with no crop, bicubic, ImageNet mean/std) instead of Florence-2's 768 px."""
+    s = config.image_size
+    return {"file": str(path), "input_size": (3, s, s), "crop_pct": 1.0, "crop_mode": "squash",
+            "interpolation": "bicubic", "mean": tuple(config.image_mean), "std": tuple(config.image_std),
+            "num_classes": 0}
 
 
-def load_encoder(path: str | Path, device: str = "cpu") -> MI2Encoder:
+# -- the frozen encoder and `models info` -------------------------------------------------------------------------
+def load_encoder(path: str | Path, device: str = "cpu") -> Encoder:
+    """The frozen ``MI2Encoder`` (``mi2_encoder``) with its fingerprint (sha256 of weights + config.yaml)."""
+    from radadapt.models.mi2_encoder import MI2Encoder
+
     model, tokenizer, cfg, hashes = load_pretrained(path, device=device)
     return MI2Encoder(model, tokenizer, cfg, fingerprint_from_hashes(hashes), device=device)
+
+
+def describe(path: str | Path, *, verify: bool = False) -> dict[str, Any]:
+    """What ``radadapt models info`` shows: architecture and preprocessing from config.yaml, parameter counts
+    from the weights header (no tensor read), every file with size and sha256, the pull record; ``verify``
+    loads the model strictly (every tensor mapped and shape-checked)."""
+    import math
+
+    from radadapt.models import weights
+
+    root = resolve_release_dir(path)
+    cfg = load_config(root / CONFIG_FILE)
+    shapes = weights.header_shapes(root / WEIGHTS_FILE)
+    count = lambda prefix: sum(math.prod(s) for k, s in shapes.items() if k.startswith(prefix))  # noqa: E731
+    info: dict[str, Any] = {
+        "family": NAME, "path": str(root), "layouts": ["mi2-release"],
+        "architecture": {"image": {"timm": "davit_huge_fl", **cfg.timm_kwargs(), "is_davit_huge_fl": cfg.is_huge},
+                         "text": {"width": cfg.text_width, "layers": cfg.text_layers, "heads": cfg.text_heads,
+                                  "context_length": cfg.context_length, "bidirectional": not cfg.autoregressive},
+                         "projection_dim": cfg.projection_dim},
+        "parameters": {"image": count("image_encoder.") + count("visual."), "text": count("lang_encoder.") + count("text."),
+                       "total": sum(math.prod(s) for s in shapes.values()), "tensors": len(shapes)},
+        "preprocessing": {"resize": [cfg.image_size, cfg.image_size], "crop": None, "interpolation": "bicubic",
+                          "mean": list(cfg.image_mean), "std": list(cfg.image_std), "grey": "replicated to RGB"},
+    }
+    for base in (root, root.parent):
+        if (base / "pull.json").is_file():
+            pull = json.loads((base / "pull.json").read_text(encoding="utf-8"))
+            info["pulled_from"] = {k: pull.get(k) for k in ("repo", "revision", "commit", "pulled_at")}
+            break
+    info["files"] = [{"name": rel, "bytes": (root / rel).stat().st_size, "sha256": digest}
+                     for rel, digest in file_hashes(root).items()]
+    if verify:
+        model = load_pretrained(root)[0]
+        info["verify"] = {"strict_load": "ok", "tensors": len(model.state_dict())}
+    return info
 
 
 def write_tiny(out_dir: str | Path, seed: int = 0) -> dict[str, str]:

@@ -14,7 +14,7 @@ Three namings of the same tensors:
 Every key is mapped by an explicit rule (one template per tensor family, compiled both ways from the same
 pair, so the two directions cannot drift); a key that matches no rule is an error, never silently dropped
 (the released loader drops unknown keys and loads ``strict=False``). Shapes are checked against the model by
-``check_state_dict``. Tensors are passed through untouched (no copies): only names change. The mapping follows
+``radadapt.models.weights.check_state_dict`` in ``mi2.load_pretrained``. Tensors are passed through untouched (no copies): only names change. The mapping follows
 timm's own Florence-2 converter (``timm/models/davit.py``) plus ``norms`` -> ``head.norm``, which Florence-2
 lacks and MI2 has (research note mi2_unicl.md §7).
 """
@@ -230,33 +230,3 @@ def convert_timm_to_image(state_dict: Mapping[str, Any]) -> dict[str, Any]:
     if unknown:
         raise _unknown(unknown, "timm DaViT")
     return out
-
-
-def check_state_dict(state_dict: Mapping[str, Any], expected: Mapping[str, tuple[int, ...]], what: str) -> None:
-    """Strict comparison with the shapes a model expects: missing, unexpected and mis-shaped tensors are
-    each a ModelError naming (up to six of) them. ``what`` names the file for the message."""
-    missing = [k for k in expected if k not in state_dict]
-    if missing:
-        raise ModelError(
-            "models.mi2_missing_keys",
-            f"{what} lacks {len(missing)} tensor(s) the MI2 architecture in config.yaml needs: {_list(missing)}",
-            hint="the weights and config.yaml do not belong together, or the file is incomplete",
-        )
-    extra = [k for k in state_dict if k not in expected]
-    if extra:
-        raise ModelError(
-            "models.mi2_unexpected_keys",
-            f"{what} has {len(extra)} tensor(s) the MI2 architecture in config.yaml does not: {_list(extra)}",
-            hint="the weights and config.yaml do not belong together (a deeper or wider model?)",
-        )
-    wrong = [
-        f"{k} {tuple(state_dict[k].shape)} != {tuple(shape)}"
-        for k, shape in expected.items()
-        if tuple(state_dict[k].shape) != tuple(shape)
-    ]
-    if wrong:
-        raise ModelError(
-            "models.mi2_shape_mismatch",
-            f"{what} has {len(wrong)} tensor(s) of the wrong shape (file != config): {_list(wrong, 4)}",
-            hint="the weights and config.yaml describe different sizes (check DIM_EMBED, WIDTH, the tokenizer)",
-        )

@@ -7,6 +7,7 @@ it shares no code with radadapt's model (timm DaViT + radadapt text tower).
 
 from __future__ import annotations
 
+import copy
 import math
 
 import numpy as np
@@ -121,8 +122,13 @@ TEXTS = ["x-ray chest anteroposterior Pleural Effusion", "No acute cardiopulmona
 
 
 # -- tests ----------------------------------------------------------------------------------------------------
-def test_embeddings_equal_independent_plain_forward(mi2_tiny_dir):
-    enc = registry.load_encoder(mi2_tiny_dir)
+@pytest.fixture(scope="module")
+def encoder(mi2_tiny_dir):
+    return registry.load_encoder(mi2_tiny_dir)  # the registry path: detection, strict load, eval mode
+
+
+def test_embeddings_equal_independent_plain_forward(mi2_tiny_dir, encoder):
+    enc = encoder
     cfg = enc.config
     raw = load_file(str(mi2_tiny_dir / mi2.WEIGHTS_FILE))
     rng = np.random.default_rng(0)
@@ -142,8 +148,8 @@ def test_embeddings_equal_independent_plain_forward(mi2_tiny_dir):
     assert enc.logit_scale == pytest.approx(math.exp(float(raw["logit_scale"])), rel=1e-6)
 
 
-def test_encoder_contract_and_preprocessing(mi2_tiny_dir):
-    enc = registry.load_encoder(mi2_tiny_dir)
+def test_encoder_contract_and_preprocessing(mi2_tiny_dir, encoder):
+    enc = encoder
     assert registry.detect_family(mi2_tiny_dir) == "mi2"
     assert (enc.family, enc.has_text, enc.input_size, enc.embed_dim) == ("mi2", True, 112, 128)
     assert not enc.model.training and not any(p.requires_grad for p in enc.model.parameters())
@@ -170,7 +176,7 @@ def test_encoder_contract_and_preprocessing(mi2_tiny_dir):
     assert getattr(info.value, "code", "") == "models.mi2_bad_image"
 
 
-def test_tokenizer_offline_pads_to_77_and_pools_at_first_eos(mi2_tiny_dir):
+def test_tokenizer_offline_pads_to_77_and_pools_at_first_eos(mi2_tiny_dir, encoder):
     tok = mi2.load_tokenizer(mi2_tiny_dir / mi2.TOKENIZER_DIR)
     enc = mi2.tokenize(tok, ["Pleural EFFUSION", "pleural effusion " * 60])
     ids, mask = enc["input_ids"], enc["attention_mask"]
@@ -186,15 +192,15 @@ def test_tokenizer_offline_pads_to_77_and_pools_at_first_eos(mi2_tiny_dir):
     hidden = torch.arange(2 * 77, dtype=torch.float32).reshape(2, 77, 1)
     assert pool_first_eos(hidden, ids)[:, 0].tolist() == [n - 1, 77 + 76]
     # padding is masked: the embedding ignores what sits in padded positions
-    model = mi2.load_pretrained(mi2_tiny_dir)[0]
+    model = encoder.model
     changed = ids.clone()
     changed[0, n:] = 5
     a = model.encode_text(ids[:1], mask[:1])
     assert torch.allclose(a, model.encode_text(changed[:1], mask[:1]), atol=1e-6)
 
 
-def test_eval_mode_is_deterministic_train_mode_is_not(mi2_tiny_dir):
-    model = mi2.load_pretrained(mi2_tiny_dir)[0]
+def test_eval_mode_is_deterministic_train_mode_is_not(encoder):
+    model = copy.deepcopy(encoder.model)
     assert not model.training
     x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))
     a, b = model.encode_image(x), model.encode_image(x)

@@ -95,40 +95,38 @@ def test_legacy_names_are_accepted_by_explicit_mapping(tiny_copy):
 def test_missing_unexpected_and_misshaped_tensors_are_named(tiny_copy):
     weights = tiny_copy / mi2.WEIGHTS_FILE
     sd = load_file(str(weights))
-    fewer = {k: v for k, v in sd.items() if k != "image_encoder.blocks.2.0.spatial_block.window_attn.fn.qkv.bias"}
-    save_file(fewer, str(weights))
-    msg = _raises("models.mi2_missing_keys", mi2.load_pretrained, tiny_copy)
-    assert "image_encoder.blocks.2.0.spatial_block.window_attn.fn.qkv.bias" in msg
+    gone = "image_encoder.blocks.2.0.spatial_block.window_attn.fn.qkv.bias"
+    save_file({k: v for k, v in sd.items() if k != gone}, str(weights))
+    assert f"1 missing ({gone})" in _raises("models.key_mismatch", mi2.load_pretrained, tiny_copy)
 
     save_file({**sd, "image_encoder.head.weight": torch.zeros(3, 128)}, str(weights))
-    assert "image_encoder.head.weight" in _raises("models.mi2_unexpected_keys", mi2.load_pretrained, tiny_copy)
+    assert "1 unexpected (image_encoder.head.weight)" in _raises("models.key_mismatch", mi2.load_pretrained, tiny_copy)
 
-    wrong = dict(sd, lang_projection=torch.zeros(32, 16))
-    save_file(wrong, str(weights))
-    assert "lang_projection (32, 16) != (32, 32)" in _raises("models.mi2_shape_mismatch", mi2.load_pretrained, tiny_copy)
+    save_file(dict(sd, lang_projection=torch.zeros(32, 16)), str(weights))
+    msg = _raises("models.key_mismatch", mi2.load_pretrained, tiny_copy)
+    assert "lang_projection: file (32, 16), model (32, 32)" in msg
 
     # config and weights that do not belong together: a wider text tower in config.yaml
     save_file(sd, str(weights))
     raw = yaml.safe_load((tiny_copy / mi2.CONFIG_FILE).read_text())
     raw["LANG_ENCODER"]["WIDTH"] = 64
     (tiny_copy / mi2.CONFIG_FILE).write_text(yaml.safe_dump(raw))
-    msg = _raises("models.mi2_shape_mismatch", mi2.load_pretrained, tiny_copy)
-    assert "29 tensor(s)" in msg and "lang_encoder.positional_embedding (77, 32) != (77, 64)" in msg
+    msg = _raises("models.key_mismatch", mi2.load_pretrained, tiny_copy)
+    assert "29 with the wrong shape" in msg and "missing" not in msg
     _raises("models.mi2_unknown_keys", conv.convert_released_to_radadapt, {**sd, "image_encoder.foo.weight": sd["logit_scale"]})
 
 
 def test_truncated_pickled_and_garbage_weights(tiny_copy, tmp_path):
-    weights = tiny_copy / mi2.WEIGHTS_FILE
-    data = weights.read_bytes()
-    weights.write_bytes(data[: len(data) - 1000])
-    _raises("models.mi2_truncated", mi2.read_weights, weights)
-    _raises("models.mi2_truncated", mi2.load_pretrained, tiny_copy)
-    pickled = tmp_path / "model.pt"
-    torch.save({"logit_scale": torch.ones(())}, pickled)
-    assert "not a safetensors" in _raises("models.mi2_not_safetensors", mi2.read_weights, pickled)
-    for junk in (b"", b"1234", struct.pack("<Q", 10) + b"not json!!"):
-        (tmp_path / "junk.pt").write_bytes(junk)
-        _raises("models.mi2_not_safetensors", mi2.read_weights, tmp_path / "junk.pt")
+    weights_file = tiny_copy / mi2.WEIGHTS_FILE
+    data = weights_file.read_bytes()
+    weights_file.write_bytes(data[: len(data) - 1000])
+    assert "truncated" in _raises("models.truncated_file", mi2.load_pretrained, tiny_copy)
+    weights_file.write_bytes(data[:100])  # cut inside the header
+    _raises("models.truncated_file", mi2.load_pretrained, tiny_copy)
+    torch.save({"logit_scale": torch.ones(())}, weights_file)  # a pickled checkpoint under the released name
+    assert "never unpickles" in _raises("models.not_safetensors", mi2.load_pretrained, tiny_copy)
+    weights_file.write_bytes(struct.pack("<Q", 10) + b"not json!!")
+    _raises("models.not_safetensors", mi2.load_pretrained, tiny_copy)
 
 
 def test_config_is_parsed_safely_and_validated(tiny_copy):
@@ -157,6 +155,14 @@ def test_directory_layouts(tiny_copy, tmp_path):
     assert mi2.resolve_release_dir(hub) == hub / "2024.09.27"
     assert registry.detect_family(hub) == "mi2"
     assert mi2.load_pretrained(hub)[2].image_size == 112
+    (hub / "pull.json").write_text('{"repo": "lion-ai/MedImageInsights", "revision": "main", "commit": "abc"}')
+    info = registry.describe(hub, verify=True)
+    assert info["family"] == "mi2" and info["pulled_from"]["commit"] == "abc"
+    assert info["verify"] == {"strict_load": "ok", "tensors": info["parameters"]["tensors"]}
+    model = mi2.load_pretrained(hub)[0]
+    assert info["parameters"]["image"] == sum(p.numel() for p in model.image_encoder.parameters())
+    assert info["parameters"]["text"] == sum(p.numel() for p in model.lang_encoder.parameters())
+    assert sorted(f["name"] for f in info["files"]) == sorted(mi2.RELEASE_FILES)
     shutil.copytree(tiny_copy, hub / "2025.01.01")
     _raises("models.mi2_ambiguous", mi2.resolve_release_dir, hub)
     (tiny_copy / mi2.TOKENIZER_DIR / "merges.txt").unlink()
