@@ -73,6 +73,12 @@ class IngestSection(Section):
 class LabelsSection(Section):
     schema_file: str | None = None  # default: the packaged templates/labels_schema.yaml
     workers: int | None = None
+    text_column: str = "report_text"  # `labels extract`: the report column of the CSV
+    encoding: str = "utf-8"  # `labels extract`: encoding of the report CSV
+    on_bad_bytes: Literal["error", "replace"] = "error"  # undecodable bytes: stop naming the line, or U+FFFD
+    max_report_chars: int = Field(200_000, ge=1000)  # longer reports are labelled on their first N characters
+    plugin_model: str | None = None  # optional local transformers classifier refining uncertain labels (off)
+    plugin_threshold: float = Field(0.9, gt=0.0, le=1.0)  # minimum class probability for the plugin to decide
 
 
 # -- train -------------------------------------------------------------------------------------------------------

@@ -57,21 +57,24 @@ def aggregate(
         states[d.device].add(d.state)
         if d.state in ("present", "uncertain"):
             places[d.device].extend(d.positions)
-    any_state: set[str] = set()
     for j in range(n_d):
         state = next((s for s in DEVICE_PRECEDENCE if s in states[j]), "")
         row[n_f + j] = state
-        any_state.add(state)
         if state in ("present", "uncertain"):
             row[n_f + n_d + j] = next((p for p in POSITION_PRECEDENCE if p in places[j]), "")
 
+    rederive(schema, row, any(v in (1, -1) for v in other_values), had_text)
+    return row
+
+
+def rederive(schema: Schema, row: list[str], other_abnormal: bool, had_text: bool) -> None:
+    """Set the derived columns (Support Devices, No Finding) of ``row`` from its other values, in place."""
+    n_f, n_d = len(schema.findings), len(schema.devices)
+    states = set(row[n_f : n_f + n_d])
     if schema.support_devices is not None:
-        sd = schema.support_devices
-        row[sd] = ("1" if "present" in any_state else "-1" if "uncertain" in any_state
-                   else "0" if any_state & {"removed", "absent"} else "")
+        row[schema.support_devices] = ("1" if "present" in states else "-1" if "uncertain" in states
+                                       else "0" if states & {"removed", "absent"} else "")
     if schema.no_finding is not None:
         skip = {schema.no_finding, schema.support_devices}
-        abnormal = any(row[i] in ("1", "-1") for i in range(n_f) if i not in skip)
-        abnormal = abnormal or any(v in (1, -1) for v in other_values)
+        abnormal = other_abnormal or any(row[i] in ("1", "-1") for i in range(n_f) if i not in skip)
         row[schema.no_finding] = "1" if had_text and not abnormal else ""
-    return row

@@ -28,6 +28,7 @@ class ReportLabels:
     values: list[str]
     section_path: str
     truncated: bool = False
+    other_abnormal: bool = False  # an abnormality without a column (scoliosis...) was positive or uncertain
     # Only with keep_evidence: column index -> normalised sentences that made it uncertain (for the plugin).
     evidence: dict[int, list[str]] = field(default_factory=dict)
 
@@ -83,4 +84,5 @@ class Labeler:
                 elif not any(t in anaphora for t in tokens):
                     carry = []
         values = aggregate(schema, finding_values, other_values, devices, had_text=path != PATH_EMPTY)
-        return ReportLabels(values, path, truncated, evidence)
+        other = any(v in (1, -1) for v in other_values)
+        return ReportLabels(values, path, truncated, other, evidence)

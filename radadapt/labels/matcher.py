@@ -6,9 +6,9 @@ and matching resumes after it (leftmost-longest, non-overlapping). Because phras
 cannot match inside "tuberculosis" nor "port" inside "report"; because longer phrases win, an exclusion such as
 "septal lines" or "side port" swallows the shorter device phrase it contains.
 
-The cost is one dictionary lookup per token plus a slice comparison for the few candidates that share a first
-token, independent of the number of phrases; ``benchmarks/bench_labels.py`` compares it with one compiled regex
-per phrase.
+Phrases live in a token trie, so the cost per token is one dictionary lookup per word of the longest phrase that
+starts there, independent of the number of phrases; ``benchmarks/bench_labels.py`` compares it with one compiled
+regex per phrase.
 """
 
 from __future__ import annotations
@@ -37,15 +37,16 @@ class Match(NamedTuple):
 
 
 class PhraseTable:
-    """Phrases (token tuples) to entries, indexed by first token, longest first."""
+    """Phrases (token tuples) to entries; ``compile`` builds the trie."""
 
     def __init__(self) -> None:
         self._entries: dict[tuple[str, ...], list[Entry]] = {}
 
-    def add(self, tokens: Iterable[str], entry: Entry) -> None:
-        key = tuple(tokens)
-        bucket = self._entries.setdefault(key, [])
-        if entry not in bucket:
+    def add(self, tokens: tuple[str, ...], entry: Entry) -> None:
+        bucket = self._entries.get(tokens)
+        if bucket is None:
+            self._entries[tokens] = [entry]
+        elif entry not in bucket:
             bucket.append(entry)
 
     def __len__(self) -> int:
@@ -55,37 +56,50 @@ class PhraseTable:
         return self._entries.items()
 
     def compile(self) -> "PhraseMatcher":
-        index: dict[str, list[tuple[int, list[str], tuple[Entry, ...]]]] = {}
+        root: dict = {}
         for key, entries in self._entries.items():
             # An exclusion overrides every other meaning of the very same phrase.
             if any(e[0] == EXCLUDE for e in entries):
                 entries = [(EXCLUDE,)]
-            index.setdefault(key[0], []).append((len(key), list(key), tuple(entries)))
-        for cands in index.values():
-            cands.sort(key=lambda c: -c[0])
-        return PhraseMatcher(index)
+            node = root
+            for tok in key:
+                node = node.setdefault(tok, {})
+            node[_END] = tuple(entries)
+        return PhraseMatcher(root)
+
+
+_END = ""  # trie key holding a phrase's entries (no token is empty)
 
 
 class PhraseMatcher:
-    """Finds leftmost-longest, non-overlapping phrase matches in a token list."""
+    """Finds leftmost-longest, non-overlapping phrase matches in a token list (a token trie)."""
 
-    def __init__(self, index: dict[str, list[tuple[int, list[str], tuple[Entry, ...]]]]):
-        self._index = index
+    def __init__(self, root: dict):
+        self._root = root
 
     def find(self, tokens: list[str]) -> list[Match]:
-        index = self._index
+        root = self._root
         out: list[Match] = []
         i, n = 0, len(tokens)
         while i < n:
-            cands = index.get(tokens[i])
-            if cands is not None:
-                for length, phrase, entries in cands:
-                    if length == 1 or (i + length <= n and tokens[i : i + length] == phrase):
-                        out.append(Match(i, i + length, entries))
-                        i += length
-                        break
-                else:
-                    i += 1
-            else:
+            node = root.get(tokens[i])
+            if node is None:
                 i += 1
+                continue
+            best = node.get(_END)
+            best_end = i + 1
+            j = i + 1
+            while j < n:
+                node = node.get(tokens[j])
+                if node is None:
+                    break
+                j += 1
+                entries = node.get(_END)
+                if entries is not None:
+                    best, best_end = entries, j
+            if best is None:
+                i += 1
+            else:
+                out.append(Match(i, best_end, best))
+                i = best_end
         return out

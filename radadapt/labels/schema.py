@@ -133,8 +133,8 @@ class _Check:
         return value
 
 
-def expand_phrase(pattern: str) -> list[str]:
-    """Expand "(a|b|)" groups into plain phrases; ValueError with a reason on bad syntax."""
+def _parts(pattern: str) -> list[list[str]]:
+    """Split a phrase into literal pieces and "(a|b|)" groups; ValueError with a reason on bad syntax."""
     parts: list[list[str]] = []
     buf, i = "", 0
     while i < len(pattern):
@@ -146,7 +146,9 @@ def expand_phrase(pattern: str) -> list[str]:
             inner = pattern[i + 1 : j]
             if "(" in inner:
                 raise ValueError("groups cannot be nested")
-            parts += [[buf], inner.split("|")]
+            if buf:
+                parts.append([buf])
+            parts.append(inner.split("|"))
             buf, i = "", j + 1
         elif c == ")":
             raise ValueError("unbalanced ')'")
@@ -155,14 +157,45 @@ def expand_phrase(pattern: str) -> list[str]:
         else:
             buf += c
             i += 1
-    parts.append([buf])
+    if buf:
+        parts.append([buf])
     total = 1
     for p in parts:
         total *= len(p)
     if total > MAX_EXPANSIONS:
         raise ValueError(f"expands to {total} phrases (limit {MAX_EXPANSIONS}); split it")
-    out = [" ".join("".join(combo).split()) for combo in itertools.product(*parts)]
+    return parts
+
+
+def expand_phrase(pattern: str) -> list[str]:
+    """Expand "(a|b|)" groups into plain phrases (whitespace collapsed, duplicates and empties dropped)."""
+    out = [" ".join("".join(combo).split()) for combo in itertools.product(*_parts(pattern))]
     return [p for p in dict.fromkeys(out) if p]
+
+
+def _word_joined(parts: list[list[str]]) -> bool:
+    """Could two pieces meet inside a word ("pneumo(thorax|nia)")? Then pieces cannot be tokenised alone."""
+    for i in range(len(parts)):
+        if not any(a[-1:].isalnum() for a in parts[i]):
+            continue
+        for j in range(i + 1, len(parts)):
+            if any(b[:1].isalnum() for b in parts[j]):
+                return True
+            if "" not in parts[j]:
+                break
+    return False
+
+
+def expand_tokens(pattern: str, tokenize) -> list[tuple[str, ...]]:
+    """Token tuples of every expansion; pieces are tokenised once each when groups sit on word boundaries."""
+    parts = _parts(pattern)
+    if _word_joined(parts):
+        combos = [tuple(tokenize(p)) for p in expand_phrase(pattern)]
+    else:
+        pieces = [[tuple(tokenize(alt)) for alt in part] for part in parts]
+        chain = itertools.chain.from_iterable
+        combos = [tuple(chain(combo)) for combo in itertools.product(*pieces)]
+    return [c for c in dict.fromkeys(combos) if c]
 
 
 # -- compile -----------------------------------------------------------------------------------------------------
@@ -195,22 +228,23 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
         raise _fail(source, "sections", f"'{sorted(both)[0]}' is listed as both score and skip")
 
     table = m.PhraseTable()
-    tokenized: dict[str, list[str]] = {}  # the same phrase often appears under several devices
+    tokenized: dict[str, list[str]] = {}
+
+    def tokenize(text: str) -> list[str]:
+        tokens = tokenized.get(text)
+        if tokens is None:
+            tokens = tokenized[text] = normalizer.phrase(text)
+        return tokens
 
     def add(patterns: list[str], where: str, entry: m.Entry) -> None:
         for i, pat in enumerate(patterns):
             try:
-                expanded = expand_phrase(pat)
+                expanded = expand_tokens(pat, tokenize)
             except ValueError as exc:
                 raise _fail(source, f"{where}[{i}] {pat!r}", str(exc)) from None
             if not expanded:
-                raise _fail(source, f"{where}[{i}] {pat!r}", "matches nothing")
-            for phrase in expanded:
-                tokens = tokenized.get(phrase)
-                if tokens is None:
-                    tokens = tokenized[phrase] = normalizer.phrase(phrase)
-                if not tokens:
-                    raise _fail(source, f"{where}[{i}] {pat!r}", "contains no words")
+                raise _fail(source, f"{where}[{i}] {pat!r}", "contains no words")
+            for tokens in expanded:
                 table.add(tokens, entry)
 
     # findings
