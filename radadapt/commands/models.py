@@ -121,24 +121,23 @@ def register(app: typer.Typer) -> None:
         console.emit(info, table=table, text=_summary(info))
 
 
+_SUMMARY_KEYS = ("layouts", "architecture", "backbone_parameters", "parameters", "head", "preprocessing",
+                 "pulled_from", "verify")
+
+
+def _fmt(value: Any) -> str:
+    """Any family's describe() values as one readable line (numbers with separators, dicts as k=v)."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v) if not isinstance(v, dict) else '{' + _fmt(v) + '}'}" for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]" if not all(isinstance(v, str) for v in value) \
+            else ", ".join(value)
+    return str(value)
+
+
 def _summary(info: dict[str, Any]) -> str:
-    lines = []
-    if info.get("layouts"):
-        lines.append("layouts: " + ", ".join(info["layouts"]))
-    if "architecture" in info:
-        lines.append("architecture: " + ", ".join(f"{k}={v}" for k, v in info["architecture"].items()))
-    for key in ("backbone_parameters", "parameters"):
-        if key in info:
-            lines.append(f"{key.replace('_', ' ')}: {info[key]:,}")
-    if "head" in info:
-        h = info["head"]
-        lines.append(f"DINO head: {h['out_dim']:,} prototypes, bottleneck {h['bottleneck_dim']}, "
-                     f"{h['parameters']:,} parameters")
-    if "preprocessing" in info:
-        lines.append("preprocessing: " + ", ".join(f"{k}={v}" for k, v in info["preprocessing"].items()))
-    if info.get("pulled_from"):
-        pf = info["pulled_from"]
-        lines.append(f"pulled from {pf.get('repo')} at commit {pf.get('commit')} ({pf.get('pulled_at')})")
-    if "verify" in info:
-        lines.append("verify: " + ", ".join(f"{k}={v}" for k, v in info["verify"].items()))
-    return "\n".join(lines)
+    return "\n".join(f"{key.replace('_', ' ')}: {_fmt(info[key])}" for key in _SUMMARY_KEYS if key in info)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from radadapt.models import registry
 
 
@@ -25,7 +27,20 @@ def test_tiny_then_info(cli, tmp_path):
     by_name = {f["name"]: f["sha256"] for f in info["files"]}
     assert by_name == result["files"]
     res = cli("models", "info", out)  # human output: a table and a summary
-    assert res.exit_code == 0 and "model.safetensors" in res.stdout and "1,024 prototypes" in res.stdout
+    assert res.exit_code == 0 and "model.safetensors" in res.stdout and "out_dim=1,024" in res.stdout
+
+
+@pytest.mark.parametrize("family", registry.family_names())
+def test_info_works_for_every_family(cli, request, family):
+    if family not in registry.available_families():
+        pytest.skip(f"{family} not installed")
+    path = request.getfixturevalue(f"{family}_tiny_dir")
+    human = cli("models", "info", path)
+    assert human.exit_code == 0, human.output
+    res = cli("models", "info", path, "--json")
+    assert res.exit_code == 0, res.output
+    info = json.loads(res.stdout)
+    assert info["family"] == family and info["files"] and all(len(f["sha256"]) == 64 for f in info["files"])
 
 
 def test_tiny_refuses_a_non_empty_directory_unless_forced(cli, tmp_path):
