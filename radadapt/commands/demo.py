@@ -1,9 +1,66 @@
-"""CLI for the demo stage (being built; see docs/architecture.md)."""
+"""`radadapt demo-archive OUT`: write the built-in synthetic hospital (docs/demo_archive.md).
+
+The `radadapt demo` pipeline command will be registered beside it (``register`` calls one function per command).
+"""
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
+from radadapt.commands import JsonOpt, examples, setup_output
 
-def register(app: typer.Typer) -> None:  # filled in by the demo stage
-    pass
+
+def register(app: typer.Typer) -> None:
+    _register_demo_archive(app)
+
+
+def _register_demo_archive(app: typer.Typer) -> None:
+    @app.command(
+        "demo-archive",
+        epilog=examples(
+            "radadapt demo-archive /tmp/hospital",
+            "radadapt demo-archive /tmp/hospital --n 1000 --seed 3 --size 512 --json",
+            "radadapt ingest /tmp/hospital/archive --reports /tmp/hospital/reports.csv --out /tmp/store "
+            "--site-key SITE/site.key",
+        ),
+    )
+    def demo_archive_cmd(
+        out: Annotated[Path, typer.Argument(help="Directory to create (must be new, empty, or an earlier demo archive).")],
+        n: Annotated[int, typer.Option("--n", help="Number of patient radiographs (chest and other); the mess of a "
+                                       "real export is added on top.")] = 300,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed: same n, seed and size give identical bytes.")] = 0,
+        size: Annotated[int, typer.Option("--size", help="Long side of the radiographs in pixels (non-square).")] = 448,
+        force: Annotated[bool, typer.Option("--force", help="Replace a demo archive made with other parameters.")] = False,
+        json_output: JsonOpt = False,
+    ) -> None:
+        """Write a synthetic hospital archive: DICOM radiographs with planted findings, devices and PHI, the mess of a
+        real PACS export, a report CSV, device masks and ground truth.
+
+        Everything is fake, deterministic and generated offline. OUT gets `archive/` (the DICOM tree),
+        `reports.csv`, `report_labels.csv` (gold labels), `masks/`, `ground_truth.jsonl` (the expected fate of every
+        file), `phi.json` (every planted identifier) and `demo_archive.json` (counts).
+        """
+        from radadapt import console
+        from radadapt.demo.archive import generate_archive
+
+        setup_output(json_output)
+        result = generate_archive(out, n=n, seed=seed, size=size, force=force)
+        table = console.make_table(
+            "demo archive: expected outcome per file",
+            ["state / reason", "files"],
+            [*result["by_reason"].items(), ("total", result["files"])],
+        )
+        verb = "reused existing" if result["reused"] else f"wrote in {result['seconds']:.1f} s"
+        lines = [
+            f"{verb}: {result['out']}",
+            f"{result['radiographs']} radiographs + {result['mess_files']} other files; {result['patients']} patients, "
+            f"{result['studies']} studies, {result['reports']} reports ({result['orphan_reports']} without images), "
+            f"{result['masks']} device masks",
+            "transfer syntaxes: " + ", ".join(f"{k} {v}" for k, v in result["by_transfer_syntax"].items()),
+            f"next: radadapt ingest {result['archive']} --reports {Path(result['out']) / 'reports.csv'} --out STORE "
+            "--site-key SITE/site.key",
+        ]
+        console.emit(result, table=table, text="\n".join(lines))

@@ -41,10 +41,11 @@ SOP_CLASSES = {
     "DICOMDIR": "1.2.840.10008.1.3.10",  # Media Storage Directory
 }
 
-VIEW_CODES = {  # View Code Sequence (0054,0220), CID 4010, SNOMED CT
-    "PA": ("399348003", "postero-anterior"),
-    "AP": ("272479007", "antero-posterior"),
-    "LATERAL": ("399173006", "left lateral"),
+VIEW_CODES = {  # View Code Sequence (0054,0220), CID 4010: SNOMED CT codes and the older SNOMED-RT ones
+    "SCT": {"PA": ("272479007", "postero-anterior"), "AP": ("399348003", "antero-posterior"),
+            "LATERAL": ("399173006", "left lateral")},
+    "SRT": {"PA": ("R-10214", "postero-anterior"), "AP": ("R-10206", "antero-posterior"),
+            "LATERAL": ("R-10236", "left lateral")},
 }
 
 
@@ -57,7 +58,7 @@ class Tagging:
     series_description: str | None
     protocol: str | None
     view_position: str | None  # "=view" means the image's own view (PA/AP/LL)
-    view_code: bool  # also write the View Code Sequence
+    view_code: str | None  # coding scheme of a View Code Sequence to write (SCT or SRT), None for none
     evidence: str  # why the expected decision is right (ground truth's chest_evidence)
 
 
@@ -69,20 +70,21 @@ DEFAULT_DESCRIPTIONS = {
 
 # Chest images: special cases on frontal images of single-image studies (descriptions are study-level).
 CHEST_TAGGINGS: dict[str, Tagging] = {
-    "default": Tagging("CHEST", "=", "=", "=", "=view", False, "body_part+description+image"),
-    "thorax": Tagging("THORAX", "Thorax pa", "pa", "Thorax_PA_Erw", "=view", False, "body_part+description+image"),
-    "body_part_lowercase": Tagging("Chest", "=", "=", "=", "=view", False, "body_part+description+image"),
-    "body_part_empty": Tagging("", "XR CHEST PA AND LAT", "", None, "=view", False, "description+image"),
-    "no_tags": Tagging(None, None, None, None, "", False, "image"),
-    "body_part_wrong": Tagging("ABDOMEN", "XR CHEST 1V PORTABLE", "AP PORTABLE", "CHEST AP", "=view", False,
+    "default": Tagging("CHEST", "=", "=", "=", "=view", None, "body_part+description+image"),
+    "thorax": Tagging("THORAX", "Thorax pa", "pa", "Thorax_PA_Erw", "=view", None, "body_part+description+image"),
+    "body_part_lowercase": Tagging("Chest", "=", "=", "=", "=view", None, "body_part+description+image"),
+    "body_part_empty": Tagging("", "XR CHEST PA AND LAT", "", None, "=view", None, "description+image"),
+    "no_tags": Tagging(None, None, None, None, "", None, "image"),
+    "body_part_wrong": Tagging("ABDOMEN", "XR CHEST 1V PORTABLE", "AP PORTABLE", "CHEST AP", "=view", None,
                                "description+image overrule body_part"),
-    "view_code_only": Tagging("CHEST", "=", "=", "=", None, True, "body_part+description+image"),
-    "view_empty": Tagging("CHEST", "=", "", "=", "", False, "body_part+description+image"),
+    # Only the View Code Sequence (SNOMED CT) tells the view; no image-level text gives it away.
+    "view_code_only": Tagging("CHEST", "=", "", "CHEST", None, "SCT", "body_part+description+image"),
+    "view_empty": Tagging("CHEST", "=", "", "CHEST", "", None, "body_part+description+image"),
 }
 LATERAL_TAGGINGS: dict[str, Tagging] = {
-    "lateral_ll": Tagging("CHEST", "=", "=", "=", "LL", False, "body_part+description+image"),
-    "lateral_word": Tagging("CHEST", "=", "LATERAL", "=", "LATERAL", False, "body_part+description+image"),
-    "lateral_code_only": Tagging("CHEST", "=", "=", "=", None, True, "body_part+description+image"),
+    "lateral_ll": Tagging("CHEST", "=", "=", "=", "LL", None, "body_part+description+image"),
+    "lateral_word": Tagging("CHEST", "=", "LATERAL", "=", "LATERAL", None, "body_part+description+image"),
+    "lateral_code_only": Tagging("CHEST", "=", "", "CHEST", None, "SRT", "body_part+description+image"),
 }
 NON_CHEST_DESCRIPTIONS = {
     "hand": ("HAND", "XR WRIST 3V", "PA", "WRIST PA"),

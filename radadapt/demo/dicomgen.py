@@ -42,10 +42,10 @@ def tagging_of(img: Image) -> Tagging:
         return (LATERAL_TAGGINGS if img.view == "LATERAL" else CHEST_TAGGINGS)[img.tagging]
     part, study_desc, series_desc, protocol = NON_CHEST_DESCRIPTIONS[img.kind]
     if img.tagging == "non_chest_tagged_chest":
-        return Tagging("CHEST", study_desc, series_desc, protocol, "=view", False, "")
+        return Tagging("CHEST", study_desc, series_desc, protocol, "=view", None, "")
     if img.tagging == "non_chest_no_tags":
-        return Tagging(None, None, None, None, "=view", False, "")
-    return Tagging(part, study_desc, series_desc, protocol, "=view", False, "")
+        return Tagging(None, None, None, None, "=view", None, "")
+    return Tagging(part, study_desc, series_desc, protocol, "=view", None, "")
 
 
 def selection_tags(img: Image) -> dict[str, Any]:
@@ -64,8 +64,8 @@ def selection_tags(img: Image) -> dict[str, Any]:
         resolved["ViewPosition"] = None  # cross-sectional images have no projection view
     tags = {k: v for k, v in resolved.items() if v is not None}
     if t.view_code:
-        code, meaning = VIEW_CODES[view]
-        tags["ViewCodeSequence"] = [{"CodeValue": code, "CodingSchemeDesignator": "SCT", "CodeMeaning": meaning}]
+        code, meaning = VIEW_CODES[t.view_code][view]
+        tags["ViewCodeSequence"] = [{"CodeValue": code, "CodingSchemeDesignator": t.view_code, "CodeMeaning": meaning}]
     return tags
 
 
@@ -78,7 +78,8 @@ def expected_view(img: Image) -> str:
     if vp in ("LL", "RL", "LATERAL"):
         return "LATERAL"
     if "ViewCodeSequence" in tags:
-        return {"399348003": "PA", "272479007": "AP", "399173006": "LATERAL"}[tags["ViewCodeSequence"][0]["CodeValue"]]
+        code = tags["ViewCodeSequence"][0]["CodeValue"]
+        return next(v for table in VIEW_CODES.values() for v, (c, _m) in table.items() if c == code)
     return "unknown"
 
 

@@ -70,7 +70,7 @@ def structured_report(cohort: Cohort, study: Study, staging: Path, relpath_for: 
         RelationshipType="CONTAINS", ValueType="TEXT", TextValue=(
             f"{patient.person.spoken} ({patient.mrn}): no acute cardiopulmonary process."),
         ConceptNameCodeSequence=[_item(CodeValue="121071", CodingSchemeDesignator="DCM", CodeMeaning="Finding")])]
-    cohort.registry.add("other", verified)
+    cohort.registry.add("times", verified)  # a DT: date and time
     rel = relpath_for(img)
     write(staging, rel, dataset_bytes(ds))
     return mess_row(rel, "filtered", "sop_class", "structured_report", sop_instance_uid=img.sop_uid,

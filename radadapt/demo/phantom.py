@@ -55,15 +55,18 @@ def render_chest(
     Returns the display image, a binary mask per planted device, and geometry facts for the ground truth
     (cardiothoracic ratio, finding placement).
     """
+    # Separate streams: the same seed gives the same patient, exposure and noise whatever is planted, so a
+    # finding or device is the only difference between two renders (tests rely on this).
+    device_rng, finish_rng = (np.random.default_rng(s) for s in rng.integers(0, 2**63, size=2))
     cv = Canvas(shape, random_pose(rng))
     coarse = cv.coarse()  # anatomy and findings are smooth: draw them at half resolution
     if view == "LATERAL":
         img, geo = _lateral(coarse, state, rng)
     else:
         img, geo = _frontal(coarse, state, rng, portable=(view == "AP"))
-    img = upsample(expose(img, rng), shape)
-    masks = draw_devices(cv, img, state.devices, lateral=(view == "LATERAL"), geo=geo, rng=rng)
-    return add_noise(img, rng), masks, {"cardiothoracic_ratio": round(geo["ctr"], 3)}
+    img = upsample(expose(img, finish_rng), shape)
+    masks = draw_devices(cv, img, state.devices, lateral=(view == "LATERAL"), geo=geo, rng=device_rng)
+    return add_noise(img, finish_rng), masks, {"cardiothoracic_ratio": round(geo["ctr"], 3)}
 
 
 def _sign(side: str) -> float:
