@@ -78,9 +78,14 @@ def register(app: typer.Typer) -> None:
         DINO head). Under `torchrun` it trains with DDP; only rank 0 writes. Checkpoints are atomic;
         `--resume RUN` continues exactly where a killed run stopped. See docs/training.md.
         """
+        import os
+
         from radadapt import console
 
+        main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 speaks
         setup_output(json_output)
+        if not main_rank:
+            console.set_mode(json_output=json_output, quiet=True)
         result = run_training(
             family=model, store=store, weights=weights, out=out, max_steps=max_steps, time_budget=time_budget,
             subset=subset, batch_size=batch_size, accum=accum, precision=precision, compile=compile_,
@@ -88,4 +93,5 @@ def register(app: typer.Typer) -> None:
         )
         from radadapt.commands import jsonable
 
-        console.emit(jsonable(result), text=_text(result))
+        if main_rank:
+            console.emit(jsonable(result), text=_text(result))

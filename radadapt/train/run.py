@@ -293,10 +293,12 @@ def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]: 
     from radadapt.train import distributed as dist_utils
     from radadapt.train.metrics import MetricsLog
 
+    from rich.markup import escape
+
     main = s.env.is_main
     if main:
         for line in s.objective.settings.rules:
-            console.info(f"  {line}")
+            console.info(f"  {escape(line)}")
         trainer.metrics = MetricsLog(out)
         trainer.on_checkpoint = lambda step: _update_run(out, done=step)
     try:
@@ -332,6 +334,8 @@ def resume(run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
 
     from radadapt.train import checkpoint as ckpt
     from radadapt.train import distributed as dist_utils
+    from rich.markup import escape
+
     from radadapt.train import metrics as metrics_mod
 
     run_dir = Path(run_dir)
@@ -364,7 +368,7 @@ def resume(run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
         if env.is_main:
             metrics_mod.truncate(run_dir, start_step)
             _update_run(run_dir, status="running", done=start_step)
-            console.info(f"resuming {run_dir.name} at step {start_step:,} of {planned:,}")
+            console.info(f"resuming {escape(run_dir.name)} at step {start_step:,} of {planned:,}")
         dist_utils.barrier()
         return _train(run_dir, s, trainer, start_step)
     finally:

@@ -161,7 +161,12 @@ class DINOv2Objective(Objective):
         loss = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo
         out = {"loss": loss, "dino_loss": dino.detach(), "dino_local_loss": dino_local.detach(),
                "dino_global_loss": dino_global.detach(), "ibot_loss": ibot.detach(), "koleo_loss": koleo.detach()}
-        out.update(self._monitor(t_cls_probs, t_tokens[:, 0]))
+        monitor = self._monitor(t_cls_probs, t_tokens[:, 0])
+        # CE = H(teacher) + KL(teacher || student): every teacher crop appears in the same number of pairs, so the
+        # mean teacher entropy splits the DINO loss exactly. The KL is the part the student controls; H moves
+        # with the teacher and the centre (which starts at zero and warms up), so the total is a poor monitor.
+        out["dino_kl"] = dino.detach() - monitor.pop("teacher_entropy_nats")
+        out.update(monitor)
         return out
 
     @torch.no_grad()
@@ -170,12 +175,14 @@ class DINOv2Objective(Objective):
         of the batch-mean teacher distribution (-> 0: every image on one prototype), feature spread."""
         p = probs.float().clamp_min(1e-12)
         log_k = math.log(p.shape[1])
-        entropy = -(p * p.log()).sum(1).mean() / log_k
+        entropy_nats = -(p * p.log()).sum(1).mean()
+        entropy = entropy_nats / log_k
         mean_p = p.mean(0)
         usage = -(mean_p * mean_p.log()).sum() / log_k
         feats = nn.functional.normalize(teacher_cls.float(), dim=-1)
         spread = feats.std(0).mean() * math.sqrt(feats.shape[1]) if feats.shape[0] > 1 else feats.new_zeros(())
-        return {"teacher_entropy": entropy, "teacher_usage": usage, "teacher_cls_spread": spread}
+        return {"teacher_entropy": entropy, "teacher_usage": usage, "teacher_cls_spread": spread,
+                "teacher_entropy_nats": entropy_nats}
 
     def collapse_reason(self, metrics: dict[str, float]) -> str | None:
         ent, use = metrics.get("teacher_entropy"), metrics.get("teacher_usage")
