@@ -21,10 +21,28 @@ scikit-learn costs minutes, so here every label's problem is solved together:
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 import torch
+
+SMALL_WORK = 4e6  # multiply-adds below which one thread beats a pool (thread hand-off dominates tiny matmuls)
+
+
+@contextmanager
+def threads_for(work: float) -> Iterator[None]:
+    """Run small problems on one CPU thread: on a busy machine a 2-thread pool makes a 50x64 matmul 40x slower."""
+    if work >= SMALL_WORK or torch.get_num_threads() == 1:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def c_grid(n: int = 45, low: float = 1e-6, high: float = 1e5) -> np.ndarray:
@@ -61,7 +79,13 @@ def _loss_change(sig: torch.Tensor, z: torch.Tensor, dz: torch.Tensor, y: torch.
     return ((torch.where(small, stable, direct) - y * dz) * m).sum(0) * inv_n
 
 
-def fit_columns(
+def fit_columns(x: torch.Tensor, y: torch.Tensor, *args, **kwargs) -> Fit:
+    """Minimise every column's objective (see ``_fit_columns``), single-threaded when the problem is small."""
+    with threads_for(x.shape[0] * x.shape[1] * y.shape[1] if x.device.type == "cpu" else SMALL_WORK):
+        return _fit_columns(x, y, *args, **kwargs)
+
+
+def _fit_columns(
     x: torch.Tensor,
     y: torch.Tensor,
     mask: torch.Tensor,
