@@ -11,8 +11,11 @@ the prior study ... patient extubated" is removed: mentions that only say a devi
 (historical) never make it present, and alone they leave the column blank. Support Devices is 1 if any device is
 present, else -1 if any is uncertain, else 0 if any is removed or absent, else blank.
 
-Positions (only for a device whose final state is present or uncertain): malpositioned beats ok beats unknown; blank
-when the report says nothing about where the device lies.
+A generic negated phrase ("No lines or tubes.", "Support devices: none") makes each device of its group
+(``device_groups`` in the schema) absent, unless the report mentions that device otherwise.
+
+Positions (only for a device whose final state is present: where an uncertain device lies is moot): malpositioned
+beats ok beats unknown; blank when the report says nothing about where the device lies.
 """
 
 from __future__ import annotations
@@ -52,15 +55,16 @@ def aggregate(
         row[i] = finding_value(values)
 
     states: list[set[str]] = [set() for _ in range(n_d)]
+    weak: list[set[str]] = [set() for _ in range(n_d)]
     places: list[list[str]] = [[] for _ in range(n_d)]
     for d in devices:
-        states[d.device].add(d.state)
-        if d.state in ("present", "uncertain"):
+        (weak if d.weak else states)[d.device].add(d.state)
+        if d.state == "present":
             places[d.device].extend(d.positions)
     for j in range(n_d):
-        state = next((s for s in DEVICE_PRECEDENCE if s in states[j]), "")
+        state = next((s for s in DEVICE_PRECEDENCE if s in (states[j] or weak[j])), "")
         row[n_f + j] = state
-        if state in ("present", "uncertain"):
+        if state == "present":
             row[n_f + n_d + j] = next((p for p in POSITION_PRECEDENCE if p in places[j]), "")
 
     rederive(schema, row, any(v in (1, -1) for v in other_values), had_text)

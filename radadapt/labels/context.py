@@ -27,18 +27,19 @@ from bisect import bisect_left
 
 from radadapt.labels import matcher as m
 
-F, O, D = 0, 1, 2  # target kinds: finding, other abnormality, device
+F, O, D, G, S = 0, 1, 2, 3, 4  # target kinds: finding, other abnormality, device, device group, sign of a finding
 _UNITS = {"cm": 1.0, "centimeter": 1.0, "centimetre": 1.0, "mm": 0.1, "millimeter": 0.1, "millimetre": 0.1}
 
 
 class DeviceMention:
     """One device mention: its state in this sentence and the position values attached to it."""
 
-    __slots__ = ("start", "end", "device", "state", "positions")
+    __slots__ = ("start", "end", "device", "state", "positions", "weak")
 
-    def __init__(self, start: int, end: int, device: int, state: str):
+    def __init__(self, start: int, end: int, device: int, state: str, weak: bool = False):
         self.start, self.end, self.device, self.state = start, end, device, state
         self.positions: list[str] = []
+        self.weak = weak  # from a group phrase ("no lines or tubes"): counts only if nothing else names the device
 
 
 def _crosses(bounds: list[int], lo: int, hi: int) -> bool:
@@ -79,6 +80,10 @@ def read_sentence(
                 (hard if ent[1] else soft).append(s)
             elif k == m.OTHER:
                 targets.append((s, e, O, -1, 1))
+            elif k == m.SIGN:
+                targets.append((s, e, S, ent[1], 1))
+            elif k == m.GROUP:
+                targets.append((s, e, G, ent[1], None))
             elif k == m.ANATOMY:
                 anatomy.append((s, e, ent[1]))
             elif k == m.PREDICATE:
@@ -113,12 +118,21 @@ def read_sentence(
     others: list[int] = []
     devices: list[DeviceMention] = []
     spans = [(t[0], t[1]) for t in targets]
+    named = {t[3] for t in targets if t[2] == F}
     for s, e, kind, idx, base in targets:
-        mod = _modifier(s, e, kind, triggers, every, spans)
+        if kind == S:
+            if idx in named:
+                continue  # "blunting ... may represent a small effusion": the effusion mention decides
+            kind = F
+        mod = _modifier(s, e, D if kind == G else kind, triggers, every, spans)
         if kind == D:
             state = _device_state(mod, base)
             if state is not None:
                 devices.append(DeviceMention(s, e, idx, state))
+            continue
+        if kind == G:
+            if _device_state(mod, None) == "absent":
+                devices.extend(DeviceMention(s, e, j, "absent", weak=True) for j in sorted(idx))
             continue
         value = _finding_value(mod, base)  # type: ignore[arg-type]
         if kind == F:
@@ -193,7 +207,7 @@ def _device_state(mod: str | None, implied: object) -> str | None:
 
 
 def _attach_positions(tokens, positions, devices, carry, anaphora, triggers, bounds, targets) -> None:
-    if not devices and carry and any(t in anaphora for t in tokens):
+    if not any(not d.weak for d in devices) and carry and any(t in anaphora for t in tokens):
         # "ETT in place. Tip 4 cm above the carina.": the position speaks of the previous sentence's devices.
         for ps, pe, entries in positions:
             for d in carry:
@@ -202,7 +216,7 @@ def _attach_positions(tokens, positions, devices, carry, anaphora, triggers, bou
                 if value is not None:
                     d.positions.append(value)
         return
-    pool = [d for d in devices if d.state in ("present", "uncertain")]
+    pool = [d for d in devices if d.state == "present"]  # a position says nothing about a device not surely there
     if not pool:
         return
     prev_end = -1

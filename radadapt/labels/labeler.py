@@ -78,8 +78,8 @@ class Labeler:
                     for d in devs:
                         if d.state == "uncertain":
                             evidence.setdefault(n_f + d.device, []).append(" ".join(tokens))
-                present = [d for d in devs if d.state in ("present", "uncertain")]
-                if present or devs:
+                present = [d for d in devs if d.state == "present"]
+                if present or any(not d.weak for d in devs):
                     carry = present
                 elif not any(t in anaphora for t in tokens):
                     carry = []

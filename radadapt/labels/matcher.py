@@ -26,6 +26,8 @@ TERM = 6  # (TERM, hard: bool)
 POSITION = 7  # (POSITION, device_indices frozenset or None for all, value, ok_cm (lo, hi) or None)
 PSEUDO = 8  # (PSEUDO,)
 EXCLUDE = 9  # (EXCLUDE,)
+SIGN = 10  # (SIGN, finding_index)  an indirect mention that yields to a direct one in the same sentence
+GROUP = 11  # (GROUP, device_indices frozenset)  "lines and tubes": when negated, those devices are absent
 
 Entry = tuple
 

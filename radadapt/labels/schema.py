@@ -25,9 +25,10 @@ POSITION_VALUES = ("ok", "malpositioned", "unknown", "neutral")
 MAX_EXPANSIONS = 4096
 
 _TOP = {"version", "name", "description", "settings", "token_aliases", "sections", "findings", "other_findings",
-        "devices", "positions", "exclusions", "triggers", "termination"}
+        "devices", "device_groups", "positions", "exclusions", "triggers", "termination"}
 _SETTINGS = {"predicate_window", "max_sentence_tokens", "sentence_abbreviations", "anaphora"}
-_FINDING = {"name", "derived", "phrases", "anatomy", "abnormal", "normal", "borderline", "parents", "predicate_window"}
+_FINDING = {"name", "derived", "phrases", "signs", "anatomy", "abnormal", "normal", "borderline", "parents",
+            "predicate_window"}
 _DEVICE = {"name", "phrases", "removed_phrases", "malpositioned_phrases", "positions"}
 _TRIGGER = {"kind", "direction", "window", "phrases"}
 _HINT = "compare with templates/labels_schema.yaml; `radadapt labels schema FILE` checks a copy"
@@ -278,6 +279,8 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
             raise _fail(source, where, "needs 'phrases' (or 'anatomy' with predicates)")
         if "phrases" in f:
             add(ck.strings(f["phrases"], f"{where}.phrases"), f"{where}.phrases", (m.FINDING, i))
+        if "signs" in f:
+            add(ck.strings(f["signs"], f"{where}.signs"), f"{where}.signs", (m.SIGN, i))
         if "anatomy" in f:
             if "abnormal" not in f and "normal" not in f:
                 raise _fail(source, where, "'anatomy' needs 'abnormal' or 'normal' predicates")
@@ -332,6 +335,17 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
             _add_positions(ck, add, d["positions"], f"{where}.positions", frozenset({i}))
     if "positions" in top:
         _add_positions(ck, add, top["positions"], "positions", None)
+    groups = top.get("device_groups") or []
+    if not isinstance(groups, list):
+        raise _fail(source, "device_groups", "expected a list")
+    for i, g in enumerate(groups):
+        g = ck.mapping(g, f"device_groups[{i}]", {"phrases", "devices"}, required=("phrases", "devices"))
+        members = ck.strings(g["devices"], f"device_groups[{i}].devices")
+        for j, name in enumerate(members):
+            if name != "all" and name not in dev_names:
+                raise _fail(source, f"device_groups[{i}].devices[{j}]", f"'{name}' is not a device above (or 'all')")
+        covered = frozenset(range(len(dev_names))) if "all" in members else frozenset(map(dev_names.index, members))
+        add(ck.strings(g["phrases"], f"device_groups[{i}].phrases"), f"device_groups[{i}].phrases", (m.GROUP, covered))
 
     add(ck.strings(top.get("exclusions") or ["__none__"], "exclusions"), "exclusions", (m.EXCLUDE,))
 

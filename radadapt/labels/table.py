@@ -53,7 +53,8 @@ class CsvTable:
         self.bad_bytes = bad_bytes
         self.stats = ReadStats()
         self._fh = open(self.path, "rb")
-        self._reader = csv.reader(self._lines())
+        # strict: an unclosed quote is an error, not a field that silently swallows every following row.
+        self._reader = csv.reader(self._lines(), strict=True)
         try:
             header = next(self._reader, None)
         except csv.Error as exc:

@@ -25,6 +25,7 @@ DEVICES = {
     "picc": "PICC", "port": "port", "pac": "pulmonary artery catheter", "ct": "chest tube", "card": "cardiac device",
     "stern": "sternotomy wires", "dev": "unspecified device",
 }
+GROUPS = {"lines_tubes": ("ett", "trach", "ent", "cvc", "picc", "port", "pac", "ct", "dev"), "all_devices": tuple(DEVICES)}
 COLUMNS = [*FINDINGS.values(), *DEVICES.values(), *(f"{d} position" for d in DEVICES.values())]
 
 
@@ -38,7 +39,10 @@ def gold_row(case: dict) -> dict[str, str]:
     row = {c: "" for c in COLUMNS}
     labels = case.get("labels") or {}
     for key, value in labels.items():
-        if key in FINDINGS:
+        if key in GROUPS:  # "No lines or tubes." names every line and tube at once
+            for dev in GROUPS[key]:
+                row[DEVICES[dev]] = str(value)
+        elif key in FINDINGS:
             row[FINDINGS[key]] = str(value)
         elif key in DEVICES:
             row[DEVICES[key]] = str(value)
