@@ -56,3 +56,37 @@ def rad_dino_tiny_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("rad_dino_tiny") / "model"
     rad_dino.write_tiny(out, seed=0)
     return out
+
+
+DEMO_TEST_KEY = bytes(range(32))  # fixed, so stores made in tests are reproducible; never a real site key
+
+
+@pytest.fixture(scope="session")
+def demo_archive(tmp_path_factory):
+    """The synthetic hospital (``radadapt.demo.archive.generate_archive(n=60, seed=0, size=128)``): a folder with
+    archive/, reports.csv, masks/, ground_truth.jsonl, phi.json ... (docs/architecture.md section 1). Written once
+    per session; treat it as read-only."""
+    from radadapt.demo.archive import generate_archive
+
+    out = tmp_path_factory.mktemp("demo_archive") / "demo"
+    generate_archive(out, n=60, seed=0, size=128)
+    return out
+
+
+@pytest.fixture(scope="session")
+def demo_store(demo_archive, tmp_path_factory):
+    """``demo_archive`` ingested into a complete store (resolution 112, masks included, one worker) with a fixed
+    test key. Returns the store path; the key file is ``<store>/../site/site.key`` and the private audit is in
+    ``<store>/../site/private/``. Written once per session; treat it as read-only."""
+    from radadapt import atomic
+    from radadapt.config import IngestSection
+    from radadapt.ingest.pipeline import IngestRequest, run_ingest
+
+    root = tmp_path_factory.mktemp("demo_store")
+    key_file = root / "site" / "site.key"
+    atomic.write_text(key_file, DEMO_TEST_KEY.hex() + "\n", perms=0o600)
+    store = root / "store"
+    run_ingest(IngestRequest(archive=demo_archive / "archive", reports=demo_archive / "reports.csv", store=store,
+                             key_file=key_file, cfg=IngestSection(resolution=112), workers=1,
+                             masks=demo_archive / "masks"))
+    return store

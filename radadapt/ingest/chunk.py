@@ -12,6 +12,7 @@ results file (the commit marker, see ``writer``).
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -193,6 +194,8 @@ def _masks(ctx: Context, uid: str, image_key: str, orig: tuple[int, int], size: 
 
 def process_chunk(ctx: Context, chunk: str, entries: list[list]) -> dict:
     """Process and commit one chunk; returns a small summary for progress and the run's statistics."""
+    # pydicom logs decoder failures with file details; whatever logging the host application set up, they stay here.
+    logging.getLogger("pydicom").propagate = False
     shard = writer.ShardWriter(ctx.store, writer.shard_name(chunk))
     rows: list[dict] = []
     audits: list[dict] = []

@@ -13,6 +13,7 @@ store complete, and does no work.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -142,8 +143,6 @@ def _iter_listing(work: Path) -> Iterator[tuple[str, list]]:
 def run_ingest(req: IngestRequest) -> dict:
     """The whole ingest; returns the result the CLI prints (accounting first, then pairing and store)."""
     from radadapt.ingest.audit import ensure_private_dir
-    from radadapt.ingest.chunk import Context, private_parts_present
-    from radadapt.manifest import StoreInfo
     from radadapt.sitekey import load_key
 
     _check_inputs(req)
@@ -154,6 +153,16 @@ def run_ingest(req: IngestRequest) -> dict:
     private = ensure_private_dir(req.private_dir or req.key_file.parent / "private")
     masks = _mask_index(req.masks)
     req.store.mkdir(parents=True, exist_ok=True)
+    with _store_lock(req.store):
+        _remove_torn_writes(req.store)
+        return _ingest_locked(req, cfg, columns, reports, key, private, masks)
+
+
+def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports: Any, key: Any, private: Path,
+                   masks: dict[str, list[str]]) -> dict:
+    from radadapt.ingest.chunk import Context, private_parts_present
+    from radadapt.manifest import StoreInfo
+
     previous = _previous_info(req.store)
     if previous is not None and previous.get("key_fingerprint") != key.fingerprint():
         raise DataError("ingest.key_mismatch", f"the store at {req.store} was made with a different site key",
@@ -161,6 +170,8 @@ def run_ingest(req: IngestRequest) -> dict:
     work_token = key.digest("work", str(req.store.resolve())).hex()[:16]
     work = private / "ingest-work" / work_token
     (work / "chunks").mkdir(parents=True, exist_ok=True, mode=0o700)
+    for tmp in (work / "chunks").glob(".*.tmp"):
+        writer.remove_quietly(tmp)
 
     settings = _settings_hash(req, key, masks)
     emit = req.on_event or (lambda *_a: None)
@@ -210,6 +221,32 @@ def run_ingest(req: IngestRequest) -> dict:
     result["store"].update(decode=stats["decode"], details=stats["details"],
                            private_audit=str(private / f"{store_id}.audit.jsonl"))
     return result
+
+
+@contextlib.contextmanager
+def _store_lock(store: Path) -> Iterator[None]:
+    """One ingest per store at a time (a second one would race on the same chunk files)."""
+    import fcntl
+
+    (store / writer.WORK_DIR).mkdir(exist_ok=True)
+    fd = os.open(store / writer.WORK_DIR / "lock", os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            raise UsageError("ingest.store_busy", f"another ingest is writing to {store}",
+                             hint="wait for it to finish (or stop it), then rerun") from None
+        yield
+    finally:
+        os.close(fd)
+
+
+def _remove_torn_writes(store: Path) -> None:
+    """Temporary files of a run that was killed mid-write (atomic writes leave ``.<name>.*.tmp``)."""
+    for folder in (store, store / "images", store / "masks", store / writer.WORK_DIR / "chunks"):
+        if folder.is_dir():
+            for tmp in folder.glob(".*.tmp"):
+                writer.remove_quietly(tmp)
 
 
 def _version() -> str:

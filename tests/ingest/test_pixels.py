@@ -188,3 +188,77 @@ def test_pixel_hash_depends_on_values_not_headers():
     y[0, 0] += 1
     c = unresized(y, make_dataset(y))
     assert a.pixel_hash == b.pixel_hash != c.pixel_hash
+
+
+SYNTAXES = {
+    "1.2.840.10008.1.2": 0, "1.2.840.10008.1.2.1": 0, "1.2.840.10008.1.2.1.99": 0, "1.2.840.10008.1.2.5": 0,
+    "1.2.840.10008.1.2.4.80": 0, "1.2.840.10008.1.2.4.90": 0,
+    "1.2.840.10008.1.2.4.81": 2,  # near-lossless JPEG-LS: error bounded by NEAR=2
+    "1.2.840.10008.1.2.4.91": -1,  # lossy JPEG 2000: checked on the mean error
+}
+
+
+def _decode(path):
+    import os
+
+    from radadapt.ingest.dicomio import decode_first_frame, read_dicom
+
+    f = read_dicom(path, os.path.getsize(path))
+    return f.dataset, decode_first_frame(f.dataset, f.transfer_syntax)
+
+
+def test_one_image_in_every_transfer_syntax_shares_one_pixel_check(tmp_path):
+    from .factory import chest_phantom, write
+
+    ref_pixels = chest_phantom(seed=11)
+    reference = None
+    for ts, tolerance in SYNTAXES.items():
+        ds = make_dataset(ref_pixels, WindowCenter=2048, WindowWidth=4096)
+        kw = {}
+        if ts == "1.2.840.10008.1.2.4.81":
+            kw = {"jls_error": 2}
+        elif ts == "1.2.840.10008.1.2.4.91":
+            kw = {"j2k_cr": [5]}
+        path = tmp_path / ts
+        from pydicom.uid import UID
+
+        if UID(ts).is_compressed and kw:
+            ds.compress(ts, **kw)
+            ds.save_as(path, enforce_file_format=True)
+        else:
+            write(ds, path, ts)
+        got_ds, stored = _decode(path)
+        assert stored.shape == (160, 128)
+        error = np.abs(stored.astype(int) - ref_pixels.astype(int))
+        assert error.mean() < 40 if tolerance < 0 else error.max() <= tolerance, ts
+        out = render(stored, got_ds, 64)
+        if reference is None:
+            reference = out
+        elif tolerance == 0:
+            assert np.array_equal(out.image, reference.image) and out.pixel_hash == reference.pixel_hash, ts
+        else:
+            assert np.abs(out.image.astype(int) - reference.image.astype(int)).mean() < 2, ts
+            assert out.pixel_hash != reference.pixel_hash
+
+
+def test_pydicom_radiograph_in_several_transfer_syntaxes():
+    from pydicom.data import get_testdata_file
+
+    paths = {n: get_testdata_file(n) for n in ("RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG1_UNCI.dcm", "RG1_J2KI.dcm")}
+    if None in paths.values():
+        pytest.skip("pydicom-data is not installed")
+    outs = {}
+    for name, path in paths.items():
+        ds, stored = _decode(path)
+        assert stored.shape == (1955, 1841) and ds.PhotometricInterpretation == "MONOCHROME1"
+        outs[name] = render(stored, ds, 256)
+    # Lossless J2K == uncompressed; the lossy pair is the same pixels stored twice (UNCI = decoded J2KI).
+    assert np.array_equal(outs["RG1_UNCR.dcm"].image, outs["RG1_J2KR.dcm"].image)
+    assert np.array_equal(outs["RG1_UNCI.dcm"].image, outs["RG1_J2KI.dcm"].image)
+    assert np.abs(outs["RG1_UNCR.dcm"].image.astype(int) - outs["RG1_J2KI.dcm"].image.astype(int)).mean() < 2
+    img = outs["RG1_UNCR.dcm"].image
+    assert img.shape == (272, 256)  # 1955 x 1841 -> short side 256, rows stay rows
+    # MONOCHROME1 inverted once: bones bright, lungs dark (the lung fields are darker than the spine column).
+    assert img[80:160, 40:90].mean() < img[80:160, 118:138].mean() - 30
+    assert outs["RG1_UNCR.dcm"].steps == ["decode:frame0", "modality:none", "voi:window[0]:LINEAR",
+                                          "invert:MONOCHROME1", "qc:ok", "normalize:voi_range", "resize:lanczos:down"]
