@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from radadapt.commands import JsonOpt, examples, setup_output
+from radadapt.commands import JsonOpt, WorkersOpt, examples, setup_output
 
 
 def register(app: typer.Typer) -> None:
@@ -34,6 +34,7 @@ def _register_demo_archive(app: typer.Typer) -> None:
         seed: Annotated[int, typer.Option("--seed", help="Random seed: same n, seed and size give identical bytes.")] = 0,
         size: Annotated[int, typer.Option("--size", help="Long side of the radiographs in pixels (non-square).")] = 448,
         force: Annotated[bool, typer.Option("--force", help="Replace a demo archive made with other parameters.")] = False,
+        workers: WorkersOpt = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Write a synthetic hospital archive: DICOM radiographs with planted findings, devices and PHI, the mess of a
@@ -43,11 +44,13 @@ def _register_demo_archive(app: typer.Typer) -> None:
         `reports.csv`, `report_labels.csv` (gold labels), `masks/`, `ground_truth.jsonl` (the expected fate of every
         file), `phi.json` (every planted identifier) and `demo_archive.json` (counts).
         """
+        import os
+
         from radadapt import console
         from radadapt.demo.archive import generate_archive
 
         setup_output(json_output)
-        result = generate_archive(out, n=n, seed=seed, size=size, force=force)
+        result = generate_archive(out, n=n, seed=seed, size=size, force=force, workers=workers or os.cpu_count() or 1)
         table = console.make_table(
             "demo archive: expected outcome per file",
             ["state / reason", "files"],

@@ -34,10 +34,15 @@ OUTPUTS = ("archive", "masks", "reports.csv", "report_labels.csv", "ground_truth
 
 
 def generate_archive(out: str | os.PathLike, n: int = DEFAULT_N, seed: int = 0, size: int = DEFAULT_SIZE, *,
-                     force: bool = False) -> dict:
-    """Write the demo archive to ``out`` and return a summary (the `radadapt demo-archive --json` output)."""
+                     force: bool = False, workers: int = 1) -> dict:
+    """Write the demo archive to ``out`` and return a summary (the `radadapt demo-archive --json` output).
+
+    ``workers`` > 1 renders radiographs in that many processes; the output does not depend on it.
+    """
     out = Path(out)
     _check_arguments(n, seed, size)
+    if workers < 1:
+        raise UsageError("demo.bad_workers", f"workers must be at least 1 (got {workers})")
     params = {"n": n, "seed": seed, "size": size, "generator_version": GENERATOR_VERSION}
     reused = _existing(out, params, force)
     if reused is not None:
@@ -51,12 +56,9 @@ def generate_archive(out: str | os.PathLike, n: int = DEFAULT_N, seed: int = 0, 
     from radadapt.demo import mess, reports
 
     cohort = plan_cohort(n, seed, size)
-    rows: list[dict] = []
     with console.progress() as bar:
         task = bar.add_task("demo archive", total=n)
-        for img in cohort.images:
-            rows.append(_write_image(img, cohort, staging))
-            bar.advance(task)
+        rows = _write_radiographs(cohort, staging, workers, lambda k: bar.advance(task, k))
     rows.extend(mess.add_mess(cohort, staging, relpath_for))
     mess.resolve_duplicates(rows)
     rows.sort(key=lambda r: r["relpath"])
@@ -129,11 +131,49 @@ def image_row(img: Image, relpath: str, transfer_syntax: str, *, masks: list[str
     }
 
 
-def _write_image(img: Image, cohort: Cohort, staging: Path) -> dict:
+_CHUNK = 16
+_worker: dict = {}
+
+
+def _write_radiographs(cohort: Cohort, staging: Path, workers: int, advance) -> list[dict]:
+    """The n planned radiographs, in plan order, in this process or in ``workers`` processes.
+
+    Each image has its own seed, so the bytes do not depend on who renders it; a worker records the PHI it writes
+    in its own registry, merged here (set union, so the order of arrival does not matter).
+    """
+    rows: list[dict] = []
+    if workers <= 1 or len(cohort.images) <= _CHUNK:
+        for img in cohort.images:
+            rows.append(_write_image(img, cohort.registry, staging))
+            advance(1)
+        return rows
+    from concurrent.futures import ProcessPoolExecutor
+
+    chunks = [(i, min(i + _CHUNK, len(cohort.images))) for i in range(0, len(cohort.images), _CHUNK)]
+    with ProcessPoolExecutor(workers, initializer=_init_worker, initargs=(cohort, staging)) as pool:
+        for chunk_rows, categories in pool.map(_write_chunk, chunks):
+            rows.extend(chunk_rows)
+            for category, values in categories.items():
+                cohort.registry.add(category, *sorted(values))
+            advance(len(chunk_rows))
+    return rows
+
+
+def _init_worker(cohort: Cohort, staging: Path) -> None:
+    _worker.update(cohort=cohort, staging=staging)
+
+
+def _write_chunk(bounds: tuple[int, int]) -> tuple[list[dict], dict[str, set[str]]]:
+    reg = phi.PhiRegistry()
+    images = _worker["cohort"].images[bounds[0]:bounds[1]]
+    return [_write_image(img, reg, _worker["staging"]) for img in images], reg.categories
+
+
+def _write_image(img: Image, reg: phi.PhiRegistry, staging: Path) -> dict:
     from radadapt.demo.instance import build_instance
     from radadapt.demo.transfer import encode
 
-    inst = build_instance(img, cohort.registry)
+    inst = build_instance(img, reg)
     rel = relpath_for(img)
     _write(staging / "archive" / rel, encode(inst.dataset, inst.pixels.stored, img.ts))
     masks = write_masks(staging, img.sop_uid, inst.masks)

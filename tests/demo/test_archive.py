@@ -23,10 +23,11 @@ def _tree_digest(root: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 def test_same_parameters_give_byte_identical_trees(demo_out, tmp_path):
+    """Also across worker counts: the session archive was made by two processes, this one by one."""
     from radadapt.demo.archive import generate_archive
 
     again = tmp_path / "again"
-    generate_archive(again, n=N, seed=SEED, size=SIZE)
+    generate_archive(again, n=N, seed=SEED, size=SIZE, workers=1)
     first, second = _tree_digest(demo_out), _tree_digest(again)
     assert first.keys() == second.keys()
     differing = [k for k in first if first[k] != second[k]]
@@ -123,7 +124,7 @@ def test_complete_archive_is_reused_and_others_are_refused(demo_out, tmp_path):
     assert err.value.code == "demo.out_not_empty"
     assert (busy / "mine.txt").read_text() == "keep me"
     for kwargs, code in (({"n": 10}, "demo.n_too_small"), ({"size": 16}, "demo.bad_size"),
-                         ({"seed": -1}, "demo.bad_seed")):
+                         ({"seed": -1}, "demo.bad_seed"), ({"workers": 0}, "demo.bad_workers")):
         with pytest.raises(UsageError) as err:
             generate_archive(tmp_path / "never", **kwargs)
         assert err.value.code == code
