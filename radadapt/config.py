@@ -66,6 +66,7 @@ class IngestSection(Section):
     keep_unpaired_reports: bool = False
     dates: Literal["shift", "age_only"] = "shift"
     keep_manufacturer: bool = True  # a quasi-identifier, but needed to study domain shift
+    merge_run_rows: int = Field(200_000, ge=1000)  # rows the final merge sorts in memory before spilling to disk
     split: SplitSection = SplitSection()
 
 

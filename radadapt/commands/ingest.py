@@ -73,16 +73,22 @@ class _Progress:
         self._cm.__exit__(*exc)
 
     def event(self, kind: str, value: Any) -> None:
+        import time
+
         from radadapt import console
 
         if kind == "start":
-            self.task = self.bar.add_task("ingest", total=value["total"], status=f"{value['workers']} workers")
+            self.workers = value["workers"]
+            self.task = self.bar.add_task("ingest", total=value["total"], status=f"{self.workers} workers")
+            self.t0, self.done = time.monotonic(), 0
             if value["skipped"]:
                 self.bar.advance(self.task, value["skipped"])
                 console.info(f"resuming: {value['skipped']} of {value['total']} files already done")
         elif kind == "advance" and self.task is not None:
-            self.bar.advance(self.task, value)
-        elif kind == "info":
+            self.done += value
+            rate = self.done / max(time.monotonic() - self.t0, 1e-6)
+            self.bar.update(self.task, advance=value, status=f"{self.workers} workers, {rate:.1f} files/s")
+        elif kind in ("info", "phase"):
             console.info(str(value))
 
 

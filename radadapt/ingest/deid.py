@@ -231,11 +231,31 @@ def identifier_items(ds: Dataset) -> set[tuple[str, str]]:
 
 
 def _walk(ds: Any) -> Iterator[Any]:
-    """Every element, depth first, without converting bulk data (Pixel Data stays unread)."""
-    for elem in ds.iterall():
-        if elem.tag == 0x7FE00010:
-            continue
-        yield elem
+    """Text elements, depth first through sequences, converting nothing else (pydicom's value conversion of
+    every element costs more than decoding a small image); private elements of unknown VR are read as text
+    when they are printable."""
+    from pydicom.datadict import dictionary_VR
+    from pydicom.dataelem import DataElement
+
+    for tag in list(ds.keys()):
+        raw = ds.get_item(tag)
+        vr = getattr(raw, "VR", None)
+        if vr is None or vr == "UN":
+            try:
+                vr = dictionary_VR(tag)
+            except KeyError:
+                vr = "UN"
+        if vr == "SQ":
+            for item in ds[tag].value or []:
+                yield from _walk(item)
+        elif vr in _TEXT_VRS:
+            yield ds[tag]
+        elif vr == "UN" and tag.is_private:
+            value = getattr(raw, "value", None)
+            if isinstance(value, (bytes, bytearray)) and 0 < len(value) <= 1024:
+                text = bytes(value).decode("latin-1").strip("\x00 ")
+                if text.isprintable():
+                    yield DataElement(tag, "LO", text)
 
 
 def fingerprint_items(key: SiteKey, items: Iterable[tuple[str, str]]) -> set[tuple[str, str, int]]:

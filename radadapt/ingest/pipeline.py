@@ -42,7 +42,7 @@ class IngestRequest:
     private_dir: Path | None = None
     workers: int | None = None
     masks: Path | None = None
-    run_rows: int = 200_000  # rows per in-memory run of the merge's external sorts
+    run_rows: int | None = None  # rows per in-memory run of the merge's sorts (default: cfg.merge_run_rows)
     on_event: Callable[[str, Any], None] | None = field(default=None, repr=False)  # progress hooks (CLI)
 
 
@@ -201,7 +201,8 @@ def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports
     from radadapt.ingest.merge import MergeJob, final_merge
 
     job = MergeJob(store=req.store, work=work, private=private, archive=req.archive.resolve(), key=key, cfg=cfg,
-                   chunks=chunk_ids, reports=req.reports, columns=columns, store_id=store_id, run_rows=req.run_rows)
+                   chunks=chunk_ids, reports=req.reports, columns=columns, store_id=store_id,
+                   run_rows=req.run_rows or cfg.merge_run_rows)
     merged = final_merge(job)
     _remove_stale(req.store, work, private, set(chunk_ids), store_id, previous)
     reasons = merged["reasons"]
@@ -369,8 +370,12 @@ def _run_pool(req: IngestRequest, ctx: Any, pending: list, n_workers: int, emit:
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from concurrent.futures.process import BrokenProcessPool
 
-    # spawn: the parent runs rich's refresh thread, and forking a threaded process can deadlock.
-    mpctx = mp.get_context("spawn")
+    # Not fork: the parent runs rich's refresh thread, and forking a threaded process can deadlock. A fork server
+    # imports the heavy modules once and forks workers from that clean process (spawn would import per worker).
+    mpctx = mp.get_context("forkserver")
+    mpctx.set_forkserver_preload(["radadapt.ingest.chunk", "radadapt.ingest.dicomio", "radadapt.ingest.pixels",
+                                  "radadapt.ingest.select", "pydicom.pixels.processing", "PIL.Image", "scipy.ndimage",
+                                  "openjpeg", "rle", "jpeg_ls", "gdcm", "libjpeg"])
     progress = mpctx.Queue()
     ctx_args = {"archive": ctx.archive, "store": ctx.store, "work": ctx.work, "cfg": ctx.cfg,
                 "masks_dir": ctx.masks_dir, "masks": ctx.masks}

@@ -379,3 +379,19 @@ def test_pydicom_sample_files(tmp_path):
     records = list(Store(tmp_path / "store").records())
     assert {r.photometric for r in records} == {"MONOCHROME1"} and all(r.bits_stored == 15 for r in records)
     assert all("invert:MONOCHROME1" in r.pipeline and r.view == "PA" for r in records)
+
+
+def test_unpaired_and_date_settings(mess, tmp_path):
+    cfg = IngestSection(resolution=64, keep_unpaired_images=False, keep_unpaired_reports=True, dates="age_only")
+    store = tmp_path / "store"
+    res = run_ingest(IngestRequest(archive=mess["archive"], reports=mess["reports"], store=store, key_file=mess["key"],
+                                   cfg=cfg, workers=1))
+    # IM2 has ACC002's report; IM1, IM3 and IM2 are paired; IM4 has none; the conflict pair gets none.
+    assert res["ok"] == 3 and res["filtered"]["no_report"] == 3
+    assert res["ok"] + sum(res["filtered"].values()) + res["duplicate"] + sum(res["quarantined"].values()) == len(EXPECTED)
+    records = list(Store(store).records())
+    assert all(r.report_text and r.study_date is None and r.age == 61 for r in records)
+    unpaired = [json.loads(line) for line in (store / "reports_unpaired.jsonl").read_text().splitlines()]
+    # ACC005 (conflict: two patients, kept images) is not unpaired; ACC777 has no image at all.
+    assert [u["report_text"] for u in unpaired] == ["An orphan report."]
+    assert unpaired[0]["patient_key"] is None and unpaired[0]["split"] is None
