@@ -57,7 +57,6 @@ class Study:
     prior: "Study | None" = None
     removed: tuple[str, ...] = ()  # devices present at the prior study and gone now
     has_report: bool = True
-    tagging: str = "default"
     images: list["Image"] = field(default_factory=list)
 
 
@@ -107,16 +106,15 @@ def plan_cohort(n: int, seed: int, size: int) -> Cohort:
     studies: list[Study] = []
     images: list[Image] = []
     n_chest = n - n_other
-    while sum(len(s.images) for s in studies) < n_chest:
+    while len(images) < n_chest:
         p = _patient(len(patients), seed, rng, reg)
         patients.append(p)
         day = EPOCH + dt.timedelta(days=int(rng.integers(0, 1400)))
         for _ in range(int(rng.choice([1, 2, 3, 4], p=[0.5, 0.3, 0.15, 0.05]))):
-            s = _study(p, len(studies), "chest", day, seed, rng, reg)
+            s = make_study(p, len(studies), "chest", day, seed, rng, reg)
             studies.append(s)
             views = _views(rng) if len(studies) > 8 else ["PA" if len(studies) % 2 else "AP"]
-            room = n_chest - sum(len(x.images) for x in studies[:-1])
-            for v in views[:room]:
+            for v in views[: n_chest - len(images)]:
                 _add_image(s, "chest", v, images, seed, size)
             if not s.images:
                 studies.pop()
@@ -126,7 +124,7 @@ def plan_cohort(n: int, seed: int, size: int) -> Cohort:
     for k in range(n_other):  # non-chest radiographs, in their own studies of existing patients
         p = patients[int(rng.integers(0, len(patients)))]
         kind = ("hand", "knee", "pelvis")[k % 3]
-        s = _study(p, len(studies), kind, EPOCH + dt.timedelta(days=int(rng.integers(0, 1500))), seed, rng, reg)
+        s = make_study(p, len(studies), kind, EPOCH + dt.timedelta(days=int(rng.integers(0, 1500))), seed, rng, reg)
         s.has_report = False
         studies.append(s)
         _add_image(s, kind, "AP" if kind != "hand" else "PA", images, seed, size)
@@ -167,8 +165,9 @@ def _patient(i: int, seed: int, rng: np.random.Generator, reg: phi.PhiRegistry) 
     return p
 
 
-def _study(p: Patient, index: int, kind: str, day: dt.date, seed: int, rng: np.random.Generator,
-           reg: phi.PhiRegistry) -> Study:
+def make_study(p: Patient, index: int, kind: str, day: dt.date, seed: int, rng: np.random.Generator,
+               reg: phi.PhiRegistry) -> Study:
+    """A study of ``p`` (appended to its studies) with identifiers from the seed; registers its PHI."""
     time = f"{int(rng.integers(7, 20)):02d}{int(rng.integers(0, 60)):02d}{int(rng.integers(0, 60)):02d}"
     s = Study(index, p, kind, phi.accession(index, seed), phi.uid(seed, "study", index), phi.study_id(index, seed),
               day, time, phi.physician(int(rng.integers(0, 8))), phi.physician(int(rng.integers(0, 8))),
@@ -232,7 +231,7 @@ def _assign_special_cases(studies: list[Study], images: list[Image], rng: np.ran
     if len(single) < len(tags) or len(frontal) < len(tags) + len(pixel_specials):
         raise ValueError("too few frontal chest images for the special cases")  # MIN_N guards this
     for t, k in zip(tags, rng.permutation(len(single))):
-        single[k].tagging = single[k].study.tagging = t
+        single[k].tagging = t
     rest = [im for im in frontal if im.tagging == "default"]
     for case, k in zip(pixel_specials, rng.permutation(len(rest))):
         img = rest[k]
@@ -271,7 +270,7 @@ def new_study(cohort: Cohort, patient: Patient, kind: str) -> Study:
     index = len(cohort.studies)
     rng = np.random.default_rng(np.random.SeedSequence([cohort.seed, 0x57D, index]))
     day = EPOCH + dt.timedelta(days=int(rng.integers(0, 1500)))
-    s = _study(patient, index, kind, day, cohort.seed, rng, cohort.registry)
+    s = make_study(patient, index, kind, day, cohort.seed, rng, cohort.registry)
     s.has_report = False
     cohort.studies.append(s)
     return s

@@ -16,8 +16,8 @@ from typing import Callable
 import numpy as np
 
 from radadapt.demo import junk, phi
-from radadapt.demo.cases import SOP_CLASSES
-from radadapt.demo.cohort import Cohort, Image, Study, image_shape, new_image, new_study
+from radadapt.demo.cases import SOP_CLASSES, TRANSFER_SYNTAXES
+from radadapt.demo.cohort import Cohort, Image, Study, new_image, new_study
 
 RelpathFn = Callable[..., str]
 
@@ -199,8 +199,6 @@ def _dx_variant(cohort: Cohort, study: Study, variant: str, staging: Path, relpa
     state, reason = _VARIANT_OUTCOME[variant]
     rel = relpath_for(img)
     junk.write(staging, rel, data)
-    from radadapt.demo.cases import TRANSFER_SYNTAXES
-
     return mess_row(rel, state, reason, variant, sop_instance_uid=img.sop_uid, study_instance_uid=study.uid,
                     accession_number=study.accession, patient_id=study.patient.mrn, modality=str(ds.Modality),
                     transfer_syntax=TRANSFER_SYNTAXES[ts][0], transfer_syntax_name=ts, is_chest=True,

@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from radadapt.demo.truth import CM_PER_UNIT, Device, Finding  # noqa: F401 - CM_PER_UNIT documents tip units
-
-ZONE = {"upper": "upper", "mid": "mid", "lower": "lower"}
-
+from radadapt.demo.truth import Device, Finding
 
 def _side(f: Finding) -> str:
     return "bilateral" if f.side == "bilateral" else f.side
@@ -22,7 +19,7 @@ def _side(f: Finding) -> str:
 
 def finding_sentence(f: Finding, mode: str, rng: np.random.Generator, terse: bool) -> str:
     """A sentence stating ``f`` as ``mode`` (positive / uncertain); sizes and sides match the pixels."""
-    side, size, zone = _side(f), f.size, ZONE[f.zone]
+    side, size, zone = _side(f), f.size, f.zone
     pick = lambda *options: options[int(rng.integers(0, len(options)))]  # noqa: E731
     if f.name == "Pleural Effusion":
         noun = "pleural effusions" if side == "bilateral" else "pleural effusion"

@@ -152,14 +152,14 @@ def _with_phi(text: str, study: Study, reg: phi.PhiRegistry, rng: np.random.Gene
 
 def _orphan_study(cohort: Cohort, j: int) -> Study:
     """A study that exists only in the RIS export (its images were never sent): same shape as a real one."""
-    from radadapt.demo.cohort import _study  # planning helper: registers the PHI it invents
+    from radadapt.demo.cohort import make_study  # registers the PHI it invents
     from radadapt.demo.truth import Finding
 
     rng = np.random.default_rng(np.random.SeedSequence([cohort.seed, 0x0A9, j]))
     patient = cohort.patients[int(rng.integers(0, len(cohort.patients)))]
     index = 10**6 + j  # outside the range of real study indices: a distinct accession number
     day = patient.studies[0].date
-    s = _study(patient, index, "chest", day, cohort.seed, rng, cohort.registry)
+    s = make_study(patient, index, "chest", day, cohort.seed, rng, cohort.registry)
     patient.studies.remove(s)  # not part of the patient's image history
     s.prior = None
     s.state = ChestState(findings={"Pleural Effusion": Finding("Pleural Effusion", "right", "small")} if j % 2 else {})
