@@ -33,7 +33,7 @@ def register(app: typer.Typer) -> None:
         report_column: Annotated[Optional[str], typer.Option("--report-column", help="CSV column with the report text.")] = None,
         patient_column: Annotated[Optional[str], typer.Option("--patient-column", help="Optional CSV column with the patient ID.")] = None,
         date_column: Annotated[Optional[str], typer.Option("--date-column", help="Optional CSV column with the study date.")] = None,
-        private_dir: Annotated[Optional[Path], typer.Option("--private-dir", help="Private audit folder (default: <key folder>/private).")] = None,
+        private_dir: Annotated[Optional[Path], typer.Option("--private-dir", help="Private audit folder (default: the folder private/ beside the key file).")] = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Turn a DICOM archive and its report export into a de-identified, training-ready store.

@@ -219,6 +219,10 @@ class _Merge:
         if masks or (job.store / "masks").is_dir():
             writer.write_rows(job.store / "masks" / "index.jsonl",
                               sorted(masks, key=lambda m: (m["image_key"], m["device"])))
+            listed = {m["path"] for m in masks}
+            for png in (job.store / "masks").glob("*.png"):  # masks of images an earlier run kept
+                if png.name not in listed:
+                    writer.remove_quietly(png)
         return self.spill("changes.jsonl", self.sort(changes, key=lambda x: x[0])), splits, n
 
     # -- 6. files, audit, identifiers, unpaired reports -----------------------------------------------------------
@@ -232,7 +236,6 @@ class _Merge:
         accounting: dict[str, Any] = {"total_files": 0, "ok": 0, "filtered": {}, "duplicate": 0, "quarantined": {}}
         by_reason: dict[str, int] = {}
         chest: dict[str, int] = {}
-        orphan_masks: list[str] = []
 
         def final(audit: Any) -> Iterator[dict]:
             fix_iter = iter(fixes)
@@ -247,8 +250,6 @@ class _Merge:
                             state, reason = "duplicate", fix[1]
                         else:
                             state, reason = fix[1], fix[2]
-                        if reason != "same_sop_instance":  # a SOP duplicate shares its mask files with the winner
-                            orphan_masks.extend(m["path"] for m in row.get("masks") or [] if m.get("path"))
                         fix = next(fix_iter, None)
                     _count(accounting, state, reason)
                     by_reason[reason] = by_reason.get(reason, 0) + 1
@@ -266,8 +267,6 @@ class _Merge:
         with atomic.atomic_open(audit_path(job.private, job.store_id), "w", perms=0o600) as audit:
             audit.write(json.dumps(header, sort_keys=True) + "\n")
             writer.write_rows(job.store / "files.jsonl", self.sort(final(audit), key=lambda r: r["file_key"]))
-        for rel in orphan_masks:
-            writer.remove_quietly(job.store / "masks" / rel)
         return {"accounting": accounting, "reasons": by_reason, "chest_decisions": chest}
 
     def identifiers(self) -> int:
