@@ -62,11 +62,16 @@ def clean(text: str, max_chars: int) -> tuple[str, bool]:
     return text, truncated
 
 
+_DROP_UPPER = str.maketrans("", "", "ABCDEFGHIJKLMNOPQRSTUVWXYZ")
+_DROP_LOWER = str.maketrans("", "", "abcdefghijklmnopqrstuvwxyz")
+
+
 def mostly_capitals(text: str) -> bool:
     """All-caps reports (older RIS exports) say nothing with capital letters, so line starts are not sentences."""
-    letters = sum(c.isalpha() for c in text[:2000])
-    upper = sum(c.isupper() for c in text[:2000])
-    return letters > 20 and upper > 0.7 * letters
+    sample = text[:2000]
+    upper = len(sample) - len(sample.translate(_DROP_UPPER))
+    lower = len(sample) - len(sample.translate(_DROP_LOWER))
+    return upper + lower > 20 and upper > 0.7 * (upper + lower)
 
 
 def mark_line_breaks(text: str, capitals: bool) -> str:
@@ -81,38 +86,62 @@ def mark_line_breaks(text: str, capitals: bool) -> str:
     return text.replace("\n", " ")
 
 
+# Heading candidates: the words right before a colon, or a line made only of words. Checking candidates against a
+# set of names is much faster than one big alternation regex tried at every position.
+_COLON = re.compile(r":")
+_TAIL = re.compile(r"(?:^|(?<=[\s.;*\u2022-]))((?:[A-Za-z]+[ \t]+){0,4}[A-Za-z]+)[ \t]*$")
+_LINE = re.compile(r"(?m)^[ \t]*(?:[-*\u2022][ \t]*)?([A-Za-z][A-Za-z \t]{0,50}?)[ \t]*$")
+_WORD = re.compile(r"[A-Za-z]+")
+
+
 @dataclass(frozen=True)
 class SectionRules:
-    """Compiled heading rules: a regex over heading names and whether each name is scored or skipped."""
+    """Heading names (lower case, single spaces) and which of them are scored."""
 
-    heading: re.Pattern
+    names: frozenset[str]
     scored: frozenset[str]
 
     @classmethod
     def build(cls, score: list[str], skip: list[str]) -> "SectionRules":
-        names = sorted({*score, *skip}, key=len, reverse=True)
-        alt = "|".join(r"\s+".join(map(re.escape, n.split())) for n in names)
-        # A heading is a whole line (colon optional) or any name followed by a colon after a sentence boundary.
-        pattern = (
-            rf"(?im)^[ \t]*(?:[-*\u2022][ \t]*)?(?P<a>{alt})[ \t]*:?[ \t]*$"
-            rf"|(?:^|(?<=[\s.;]))(?:[-*\u2022][ \t]*)?(?P<b>{alt})[ \t]*:"
-        )
-        return cls(re.compile(pattern), frozenset(" ".join(n.lower().split()) for n in score))
+        norm = [" ".join(n.lower().split()) for n in (*score, *skip)]
+        return cls(frozenset(norm), frozenset(" ".join(n.lower().split()) for n in score))
+
+    def headings(self, text: str) -> list[tuple[int, int, str]]:
+        """(start, end, name) of every heading: NAME followed by a colon, or a line holding only NAME."""
+        found: dict[int, tuple[int, int, str]] = {}
+        names = self.names
+        for m in _COLON.finditer(text):
+            pos = m.start()
+            lo = max(0, pos - 60)
+            tail = _TAIL.search(text, lo, pos)
+            if tail is None:
+                continue
+            words = list(_WORD.finditer(text, tail.start(1), tail.end(1)))
+            for k in range(len(words)):
+                name = " ".join(w.group(0) for w in words[k:]).lower()
+                if name in names:
+                    found[words[k].start()] = (words[k].start(), pos + 1, name)
+                    break
+        if "\n" in text:
+            for m in _LINE.finditer(text):
+                name = " ".join(m.group(1).lower().split())
+                if name in names and m.start(1) not in found:
+                    found[m.start(1)] = (m.start(1), m.end(), name)
+        return [found[k] for k in sorted(found)]
 
 
 def split_sections(text: str, rules: SectionRules, capitals: bool) -> tuple[list[str], str]:
     """The parts of ``text`` to read, and which section path was used (see the PATH_* constants)."""
     if not text.strip():
         return [], PATH_EMPTY
-    heads = list(rules.heading.finditer(text))
+    heads = rules.headings(text)
     if not heads:
         return [text], PATH_WHOLE
     scored: list[str] = []
     loose: list[str] = []  # unheaded text: after a skipped section's own content ends
-    preamble = text[: heads[0].start()]
-    for i, m in enumerate(heads):
-        name = " ".join((m.group("a") or m.group("b")).lower().split())
-        body = text[m.end() : heads[i + 1].start() if i + 1 < len(heads) else len(text)]
+    preamble = text[: heads[0][0]]
+    for i, (_, end, name) in enumerate(heads):
+        body = text[end : heads[i + 1][0] if i + 1 < len(heads) else len(text)]
         if name in rules.scored:
             scored.append(body)
             continue
@@ -174,7 +203,8 @@ class TokenNormalizer:
 
     def sentences(self, text: str, max_tokens: int) -> list[list[str]]:
         """Split ``text`` into sentences of normalised tokens (runs longer than ``max_tokens`` are cut)."""
-        text = _SHORTHAND.sub(_shorthand, text)
+        if "/" in text or "'" in text:
+            text = _SHORTHAND.sub(_shorthand, text)
         cache = self._cache
         if len(cache) > self._CACHE_LIMIT:
             cache.clear()
