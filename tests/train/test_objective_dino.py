@@ -217,3 +217,17 @@ def test_collapse_reasons(tiny_weights):
     out = obj(obj.dummy_batch(2))
     assert 0 < float(out["teacher_entropy"]) < 1 and 0 < float(out["teacher_usage"]) <= 1
     np.testing.assert_array_less(0, float(out["teacher_cls_spread"]))
+
+
+def test_activation_checkpointing_gives_the_same_gradients(tiny_weights):
+    grads = []
+    for checkpointing in (False, True):
+        obj = _objective(tiny_weights, drop_path=0.0)
+        if checkpointing:
+            obj.enable_grad_checkpointing()
+        obj.train()
+        obj.set_step(0, {"teacher_temp": 0.04})
+        obj(obj.dummy_batch(2, seed=4))["loss"].backward()
+        grads.append({n: p.grad.clone() for n, p in obj.student.named_parameters() if p.grad is not None})
+    for n in grads[0]:
+        torch.testing.assert_close(grads[0][n], grads[1][n], rtol=1e-5, atol=1e-7)

@@ -280,7 +280,11 @@ class DINOv2Objective(Objective):
 
     def enable_grad_checkpointing(self) -> None:
         self.student_grad_checkpointing = True
-        self.student["backbone"].gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        bb, kwargs = self.student["backbone"], {"use_reentrant": False}
+        if hasattr(bb, "activation_checkpointing_enable"):  # transformers >= 5.2x name
+            bb.activation_checkpointing_enable(activation_checkpointing_kwargs=kwargs)
+        else:
+            bb.gradient_checkpointing_enable(gradient_checkpointing_kwargs=kwargs)
 
     def flops_per_image(self) -> float:
         from radadapt.train.objectives.dino_data import vit_forward_flops
