@@ -53,11 +53,11 @@ def _resize(arr, resolution: int):
     return resize_u8((a - lo) * (255.0 / max(hi - lo, 1.0)), resolution)
 
 
-def naive_loop(files: list[Path], resolution: int) -> tuple[float, int]:
-    """The loop a script would write: read, decode everything pydicom decodes, resize."""
+def naive_loop(files: list[Path], resolution: int) -> tuple[float, float, int]:
+    """The loop a script would write: read, decode everything pydicom decodes, resize. (wall s, CPU s, images)"""
     import pydicom
 
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     images = 0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -69,10 +69,10 @@ def naive_loop(files: list[Path], resolution: int) -> tuple[float, int]:
             if arr.ndim == 2:
                 _resize(arr, resolution)
                 images += 1
-    return time.perf_counter() - t0, images
+    return time.perf_counter() - t0, time.process_time() - c0, images
 
 
-def raw_rate(files: list[Path], resolution: int) -> tuple[float, int, list[bytes]]:
+def raw_rate(files: list[Path], resolution: int) -> tuple[float, float, int]:
     """Decode + resize per core, bytes in RAM, decodable single-frame images only."""
     import pydicom
     from pydicom.pixels import pixel_array
@@ -88,12 +88,11 @@ def raw_rate(files: list[Path], resolution: int) -> tuple[float, int, list[bytes
                     blobs.append(data)
             except Exception:  # noqa: BLE001
                 continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for data in blobs:
             ds = pydicom.dcmread(io.BytesIO(data))
             _resize(pixel_array(ds, index=0), resolution)
-    elapsed = time.perf_counter() - t0
-    return elapsed, len(blobs), blobs
+    return time.perf_counter() - t0, time.process_time() - c0, len(blobs)
 
 
 def ingest_once(archive: Path, reports: Path, key: Path, resolution: int, workers: int, scratch: Path) -> dict:
@@ -103,13 +102,13 @@ def ingest_once(archive: Path, reports: Path, key: Path, resolution: int, worker
     store = scratch / f"store_w{workers}"
     shutil.rmtree(store, ignore_errors=True)
     shutil.rmtree(scratch / "private", ignore_errors=True)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     res = run_ingest(IngestRequest(archive=archive, reports=reports, store=store, key_file=key, workers=workers,
                                    cfg=IngestSection(resolution=resolution, chunk_files=16),
                                    private_dir=scratch / "private"))
-    wall = time.perf_counter() - t0
+    wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     decoded = sum(d["files"] for d in res["store"]["decode"].values())
-    return {"wall_s": round(wall, 3), "files": res["total_files"], "decoded_images": decoded, "kept": res["ok"],
+    return {"wall_s": round(wall, 3), "cpu_s_this_process": round(cpu, 3), "files": res["total_files"], "decoded_images": decoded, "kept": res["ok"],
             "decode_by_ts": res["store"]["decode"]}
 
 
@@ -136,9 +135,9 @@ def main(argv: list[str] | None = None) -> dict:
         atomic.write_text(key, bytes(range(32)).hex() + "\n", perms=0o600)
 
     best = lambda f: min((f() for _ in range(args.repeat)), key=lambda r: r[0])  # noqa: E731
-    naive_s, naive_images = best(lambda: naive_loop(files, args.resolution))
-    raw_s, raw_images, _ = best(lambda: raw_rate(files, args.resolution))
-    r1 = raw_images / raw_s
+    naive_s, naive_cpu, naive_images = best(lambda: naive_loop(files, args.resolution))
+    raw_s, raw_cpu, raw_images = best(lambda: raw_rate(files, args.resolution))
+    r1, r1_cpu = raw_images / raw_s, raw_images / raw_cpu
     scratch = args.cache / "run"
     runs = {}
     for w in sorted({1, args.workers}):
@@ -148,20 +147,26 @@ def main(argv: list[str] | None = None) -> dict:
     result = {
         "machine": machine,
         "archive": {"n": args.n, "size": args.size, "files": len(files), "resolution": args.resolution},
-        "naive_loop": {"wall_s": round(naive_s, 3), "images": naive_images},
-        "raw_decode_resize": {"images": raw_images, "per_core_img_s": round(r1, 2)},
+        "naive_loop": {"wall_s": round(naive_s, 3), "cpu_s": round(naive_cpu, 3), "images": naive_images},
+        "raw_decode_resize": {"images": raw_images, "per_core_img_s_wall": round(r1, 2),
+                              "per_core_img_s_cpu": round(r1_cpu, 2)},
         "ingest": {str(w): r for w, r in runs.items()},
         "ratios": {
-            "ingest_1_worker_vs_naive_speed": round(naive_s / one["wall_s"], 3),
-            "ingest_1_worker_vs_raw": round(one["decoded_images"] / one["wall_s"] / r1, 3),
-            f"ingest_{args.workers}_workers_vs_raw_x_workers": round(
+            "ingest_1_worker_vs_naive_speed_wall": round(naive_s / one["wall_s"], 3),
+            "ingest_1_worker_vs_naive_speed_cpu": round(naive_cpu / one["cpu_s_this_process"], 3),
+            "ingest_1_worker_vs_raw_cpu": round(one["decoded_images"] / one["cpu_s_this_process"] / r1_cpu, 3),
+            "ingest_1_worker_vs_raw_wall": round(one["decoded_images"] / one["wall_s"] / r1, 3),
+            f"ingest_{args.workers}_workers_vs_raw_x_workers_wall": round(
                 many["decoded_images"] / many["wall_s"] / (r1 * args.workers), 3),
-            f"scaling_{args.workers}_vs_1_per_worker": round(one["wall_s"] / many["wall_s"] / args.workers, 3),
+            f"scaling_{args.workers}_vs_1_per_worker_wall": round(one["wall_s"] / many["wall_s"] / args.workers, 3),
         },
+        "load_average_at_end": [round(x, 2) for x in os.getloadavg()],
     }
     print(json.dumps(result, indent=2))
-    rows = [("naive loop, 1 process (s)", f"{naive_s:.2f}"), ("raw decode+resize, img/s per core", f"{r1:.1f}")]
-    rows += [(f"radadapt ingest, {w} worker(s) (s)", f"{r['wall_s']:.2f}") for w, r in runs.items()]
+    rows = [("naive loop, 1 process: wall / CPU s", f"{naive_s:.2f} / {naive_cpu:.2f}"),
+            ("raw decode+resize per core: img/s wall / CPU", f"{r1:.1f} / {r1_cpu:.1f}")]
+    rows += [(f"radadapt ingest, {w} worker(s): wall s", f"{r['wall_s']:.2f}") for w, r in runs.items()]
+    rows += [("radadapt ingest, 1 worker: CPU s", f"{one['cpu_s_this_process']:.2f}")]
     rows += [(k, str(v)) for k, v in result["ratios"].items()]
     print("\n| measure | value |\n|---|---|")
     print("\n".join(f"| {a} | {b} |" for a, b in rows))

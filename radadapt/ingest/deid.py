@@ -202,19 +202,13 @@ def _free_text_items(value: str) -> Iterator[tuple[str, str]]:
 def identifier_items(ds: Dataset) -> set[tuple[str, str]]:
     """(kind, normalised phrase) for every identifier in the dataset, nested sequences and private tags included."""
     items: set[tuple[str, str]] = set()
-    for elem in _walk(ds):
-        vr = elem.VR
-        if vr not in _TEXT_VRS or elem.value is None:
-            continue
-        values = elem.value if isinstance(elem.value, (list, tuple)) or type(elem.value).__name__ == "MultiValue" else [elem.value]
-        keyword = elem.keyword or ""
-        for raw in values:
-            text = str(raw)
+    for keyword, vr, private, values in _text_values(ds):
+        for text in values:
             if not text.strip():
                 continue
             if vr == "PN":
                 items.update(_name_items(text))
-            elif elem.tag.is_private:
+            elif private:
                 items.update(_free_text_items(text))
             elif "Telephone" in keyword:
                 digits = re.sub(r"\D", "", text)
@@ -230,13 +224,19 @@ def identifier_items(ds: Dataset) -> set[tuple[str, str]]:
     return {(k, v) for k, v in items if v}
 
 
-def _walk(ds: Any) -> Iterator[Any]:
-    """Text elements, depth first through sequences, converting nothing else (pydicom's value conversion of
-    every element costs more than decoding a small image); private elements of unknown VR are read as text
-    when they are printable."""
-    from pydicom.datadict import dictionary_VR
-    from pydicom.dataelem import DataElement
+def _text_values(ds: Any) -> Iterator[tuple[str, str, bool, list[str]]]:
+    """(keyword, VR, private?, values) of every text element, depth first through sequences.
 
+    Values are decoded from the raw bytes with the dataset's Specific Character Set (pydicom's ``decode_bytes``)
+    rather than by converting each element through pydicom, which costs more than decoding a small image.
+    Private elements of unknown VR (implicit VR files) are read as text when printable.
+    """
+    from pydicom.charset import decode_bytes
+    from pydicom.datadict import dictionary_VR, keyword_for_tag
+
+    encodings = ds._character_set
+    if isinstance(encodings, str):
+        encodings = [encodings]
     for tag in list(ds.keys()):
         raw = ds.get_item(tag)
         vr = getattr(raw, "VR", None)
@@ -247,15 +247,28 @@ def _walk(ds: Any) -> Iterator[Any]:
                 vr = "UN"
         if vr == "SQ":
             for item in ds[tag].value or []:
-                yield from _walk(item)
-        elif vr in _TEXT_VRS:
-            yield ds[tag]
-        elif vr == "UN" and tag.is_private:
-            value = getattr(raw, "value", None)
-            if isinstance(value, (bytes, bytearray)) and 0 < len(value) <= 1024:
-                text = bytes(value).decode("latin-1").strip("\x00 ")
-                if text.isprintable():
-                    yield DataElement(tag, "LO", text)
+                yield from _text_values(item)
+            continue
+        private = tag.is_private
+        if vr not in _TEXT_VRS and not (vr == "UN" and private):
+            continue
+        value = getattr(raw, "value", None)
+        if isinstance(value, (bytes, bytearray)):
+            if vr == "UN":
+                text = bytes(value[:1024]).decode("latin-1")
+                if len(value) > 1024 or not text.strip("\x00 ").isprintable():
+                    continue
+                vr = "LO"
+            else:
+                text = decode_bytes(bytes(value), encodings, {0x5C, 0x3D, 0x5E} if vr == "PN" else {0x5C})
+            values = [v.strip("\x00 ") for v in text.split("\\")]
+        elif value is None:
+            continue
+        elif isinstance(value, (list, tuple)) or type(value).__name__ == "MultiValue":
+            values = [str(v) for v in value]
+        else:
+            values = [str(value)]
+        yield ("" if private else keyword_for_tag(tag)), vr, private, values
 
 
 def fingerprint_items(key: SiteKey, items: Iterable[tuple[str, str]]) -> set[tuple[str, str, int]]:

@@ -207,13 +207,14 @@ def lung_fields(image: np.ndarray) -> tuple[bool, str]:
         dark = small < np.quantile(centre, q)
         dark[:, 31:33] = False  # split at the midline: a dark mediastinum must not join the lungs
         labels, _n = ndimage.label(dark)
+        areas = np.bincount(labels.ravel())
         pieces: dict[str, list[tuple[int, int, int, float]]] = {"L": [], "R": []}
         for i, sl in enumerate(ndimage.find_objects(labels), start=1):
             rows, cols = sl
-            comp = labels[sl] == i
-            area = int(comp.sum())
+            area = int(areas[i])
             if area < 41 or rows.start == 0 or rows.stop == 64 or area / (rows.stop - rows.start) < 4:
                 continue
+            comp = labels[sl] == i
             if area < 0.8 * ndimage.binary_fill_holes(comp).sum():
                 continue
             cy, cx = ndimage.center_of_mass(comp)

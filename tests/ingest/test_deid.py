@@ -115,3 +115,26 @@ def test_add_values_scrubs_the_rows_own_identifiers():
     scrub.add_values(["ACC-77", "PX12"])
     text, _ = scrub.scrub("Accession ACC-77 for patient px12 reviewed")
     assert "ACC-77" not in text and "px12" not in text.lower()
+
+
+def test_identifiers_from_files_on_disk_explicit_and_implicit(tmp_path):
+    """The raw-bytes path: character sets, multi-values, and private elements of unknown VR (implicit VR)."""
+    import os
+
+    from radadapt.ingest.dicomio import read_dicom
+
+    from .factory import make_dataset, write
+
+    ds = make_dataset(None, name="M\u00fcller^J\u00fcrgen", patient_id="ZQ-778899")
+    ds.SpecificCharacterSet = "ISO_IR 192"
+    ds.OtherPatientIDs = ["AB12345", "CD67890"]
+    ds.add_new(0x00291010, "LO", "PRIV 4455667")
+    ds.RequestAttributesSequence = Sequence([Dataset()])
+    ds.RequestAttributesSequence[0].ScheduledPerformingPhysicianName = "\u0141\u00f3d\u017a^Ewa"
+    for ts in ("1.2.840.10008.1.2.1", "1.2.840.10008.1.2"):
+        path = write(ds, tmp_path / ts, ts)
+        items = deid.identifier_items(read_dicom(path, os.path.getsize(path)).dataset)
+        phrases = {p for _k, p in items}
+        for expected in ("m\u00fcller", "j\u00fcrgen", "zq-778899", "778899", "ab12345", "cd67890", "4455667",
+                         "\u0142\u00f3d\u017a", "ewa", "springfield general hospital"):
+            assert expected in phrases, (ts, expected)
