@@ -51,14 +51,15 @@ def _crosses(bounds: list[int], lo: int, hi: int) -> bool:
 def read_sentence(
     tokens: list[str],
     matches: list[m.Match],
-    predicate_window: list[int],
-    anaphora: frozenset[str],
+    rules,
     carry: list[DeviceMention],
 ) -> tuple[list[tuple[int, int]], list[int], list[DeviceMention]]:
     """Findings (index, value 1/0/-1), other-abnormality values, and device mentions of one sentence.
 
-    ``carry`` holds the previous sentence's present devices, for anaphoric position sentences.
+    ``rules`` is the compiled Schema (predicate_window, anaphora, describes_devices); ``carry`` holds the
+    previous sentence's present devices, for anaphoric position sentences.
     """
+    predicate_window, anaphora = rules.predicate_window, rules.anaphora
     targets: list[tuple[int, int, int, int, object]] = []  # start, end, kind, index, base polarity / implied state
     triggers: list[tuple[int, int, str, str, int | None]] = []
     hard: list[int] = []
@@ -66,6 +67,7 @@ def read_sentence(
     anatomy: list[tuple[int, int, int]] = []
     predicates: list[tuple[int, int, int, int]] = []
     positions: list[tuple[int, int, list]] = []
+    links: list[int] = []
     for s, e, entries in matches:
         pos_entries = None
         for ent in entries:
@@ -84,6 +86,8 @@ def read_sentence(
                 targets.append((s, e, S, ent[1], 1))
             elif k == m.GROUP:
                 targets.append((s, e, G, ent[1], None))
+            elif k == m.LINK:
+                links.append(s)
             elif k == m.ANATOMY:
                 anatomy.append((s, e, ent[1]))
             elif k == m.PREDICATE:
@@ -114,6 +118,9 @@ def read_sentence(
             if best is not None:
                 targets.append((best[1], best[2], F, f, best[3]))
 
+    if links and rules.describes_devices:
+        targets = _drop_device_descriptions(targets, links, hard, rules.describes_devices)
+
     findings: list[tuple[int, int]] = []
     others: list[int] = []
     devices: list[DeviceMention] = []
@@ -143,6 +150,25 @@ def read_sentence(
     if positions:
         _attach_positions(tokens, positions, devices, carry, anaphora, triggers, every, targets)
     return findings, others, devices
+
+
+def _drop_device_descriptions(targets: list, links: list[int], hard: list[int], describers: frozenset[int]) -> list:
+    """"A linear density ... may represent a chest tube": the density describes the device; it is not a finding."""
+    devices = [t for t in targets if t[2] == D]
+    if not devices:
+        return targets
+    keep = []
+    for t in targets:
+        if t[2] == F and t[3] in describers:
+            for d in devices:
+                if d[0] >= t[1] and not _crosses(hard, t[1], d[0]) and any(t[1] <= x < d[0] for x in links) \
+                        and not any(u[2] == F and t[1] <= u[0] < d[0] for u in targets):
+                    break
+            else:
+                keep.append(t)
+            continue
+        keep.append(t)
+    return keep
 
 
 def _modifier(s: int, e: int, kind: int, triggers: list, bounds: list[int], spans: list) -> str | None:

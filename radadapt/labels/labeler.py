@@ -57,7 +57,7 @@ class Labeler:
         devices: list[DeviceMention] = []
         evidence: dict[int, list[str]] = {}
         find = self.matcher.find
-        windows, anaphora, max_tokens = schema.predicate_window, schema.anaphora, schema.max_sentence_tokens
+        anaphora, max_tokens = schema.anaphora, schema.max_sentence_tokens
         sentences = schema.normalizer.sentences
         for part in parts:
             carry: list[DeviceMention] = []
@@ -66,7 +66,7 @@ class Labeler:
                 if not matches:
                     carry = []
                     continue
-                found, others, devs = read_sentence(tokens, matches, windows, anaphora, carry)
+                found, others, devs = read_sentence(tokens, matches, schema, carry)
                 for idx, value in found:
                     finding_values[idx].append(value)
                 other_values.extend(others)

@@ -28,6 +28,7 @@ PSEUDO = 8  # (PSEUDO,)
 EXCLUDE = 9  # (EXCLUDE,)
 SIGN = 10  # (SIGN, finding_index)  an indirect mention that yields to a direct one in the same sentence
 GROUP = 11  # (GROUP, device_indices frozenset)  "lines and tubes": when negated, those devices are absent
+LINK = 12  # (LINK,)  "may represent", "consistent with": a description linked to a device it describes
 
 Entry = tuple
 

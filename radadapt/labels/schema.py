@@ -25,10 +25,10 @@ POSITION_VALUES = ("ok", "malpositioned", "unknown", "neutral")
 MAX_EXPANSIONS = 4096
 
 _TOP = {"version", "name", "description", "settings", "token_aliases", "sections", "findings", "other_findings",
-        "devices", "device_groups", "positions", "exclusions", "triggers", "termination"}
+        "devices", "device_groups", "device_links", "positions", "exclusions", "triggers", "termination"}
 _SETTINGS = {"predicate_window", "max_sentence_tokens", "sentence_abbreviations", "anaphora"}
 _FINDING = {"name", "derived", "phrases", "signs", "anatomy", "abnormal", "normal", "borderline", "parents",
-            "predicate_window"}
+            "predicate_window", "describes_devices"}
 _DEVICE = {"name", "phrases", "removed_phrases", "malpositioned_phrases", "positions"}
 _TRIGGER = {"kind", "direction", "window", "phrases"}
 _HINT = "compare with templates/labels_schema.yaml; `radadapt labels schema FILE` checks a copy"
@@ -51,6 +51,7 @@ class Schema:
     support_devices: int | None
     ancestors: dict[int, tuple[int, ...]]  # finding index -> all parent indices (transitive)
     predicate_window: list[int]
+    describes_devices: frozenset[int]  # findings whose mention may be a description of a device
     max_sentence_tokens: int
     anaphora: frozenset[str]
     normalizer: TokenNormalizer
@@ -263,6 +264,7 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
     derived: dict[str, int] = {}
     parents_of: dict[int, list[int]] = {}
     pred_window = [window] * len(names)
+    describers: set[int] = set()
     for i, f in enumerate(f_list):
         where = f"findings[{i}] '{f['name']}'"
         if "derived" in f:
@@ -292,6 +294,10 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
             raise _fail(source, where, "predicates (abnormal/normal/borderline) need 'anatomy'")
         if "predicate_window" in f:
             pred_window[i] = ck.integer(f["predicate_window"], f"{where}.predicate_window", 1)
+        if f.get("describes_devices") not in (None, True, False):
+            raise _fail(source, f"{where}.describes_devices", "expected true or false")
+        if f.get("describes_devices"):
+            describers.add(i)
         for j, parent in enumerate(ck.strings(f.get("parents", []), f"{where}.parents", True)):
             if parent not in names or parent == f["name"] or "derived" in f_list[names.index(parent)]:
                 raise _fail(source, f"{where}.parents[{j}]", f"'{parent}' is not another (non-derived) finding")
@@ -347,6 +353,7 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
         covered = frozenset(range(len(dev_names))) if "all" in members else frozenset(map(dev_names.index, members))
         add(ck.strings(g["phrases"], f"device_groups[{i}].phrases"), f"device_groups[{i}].phrases", (m.GROUP, covered))
 
+    add(ck.strings(top.get("device_links") or ["__none__"], "device_links"), "device_links", (m.LINK,))
     add(ck.strings(top.get("exclusions") or ["__none__"], "exclusions"), "exclusions", (m.EXCLUDE,))
 
     t_list = top["triggers"]
@@ -378,6 +385,7 @@ def compile_schema(raw: Any, *, source: str = "<schema>", sha256: str = "") -> S
         support_devices=derived.get("support_devices"),
         ancestors=ancestors,
         predicate_window=pred_window,
+        describes_devices=frozenset(describers),
         max_sentence_tokens=max_tokens,
         anaphora=frozenset(normalizer.word(a) for a in anaphora),
         normalizer=normalizer,
