@@ -101,6 +101,24 @@ def test_positions_split_between_devices_and_carry_to_the_next_sentence(label):
     assert "endotracheal tube position" not in label("Endotracheal tube present. Satisfactory inspiration.")
 
 
+def test_group_negation_signs_and_device_descriptions(label):
+    got = label("No lines or tubes.")
+    for device in ("endotracheal tube", "enteric tube", "central venous catheter", "PICC", "port", "chest tube"):
+        assert got[device] == "absent"
+    assert "cardiac device" not in got and got["Support Devices"] == "0"
+    # A device's own mention beats the group's negation.
+    got = label("No lines or tubes. Left chest wall port.")
+    assert got["port"] == "present" and got["chest tube"] == "absent"
+    assert label("Support devices: none.")["cardiac device"] == "absent"
+    # A sign yields to the named finding in its sentence; alone it counts.
+    assert label("Blunting of the left costophrenic angle may represent a small effusion.")["Pleural Effusion"] == "-1"
+    assert label("Blunting of the left costophrenic angle.")["Pleural Effusion"] == "1"
+    # A description of a device is not a finding.
+    got = label("A linear density over the right hemithorax may represent a chest tube.")
+    assert got == {"No Finding": "1", "Support Devices": "-1", "chest tube": "uncertain"}
+    assert label("Linear opacity at the left base, likely atelectasis.")["Lung Opacity"] == "1"
+
+
 def test_support_devices_derivation(label):
     assert label("ETT removed.")["Support Devices"] == "0"
     assert label("Possible ETT.")["Support Devices"] == "-1"

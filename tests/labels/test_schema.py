@@ -79,6 +79,9 @@ def test_small_schema_compiles():
         (lambda r: r["devices"][0]["positions"]["ok"][0].__setitem__("ok_cm", [7, 2]), "ok_cm: expected [low, high]"),
         (lambda r: r["sections"]["skip"].append("findings"), "'findings' is listed as both score and skip"),
         (lambda r: r["findings"][0].__setitem__("phrases", ["x"]), "a derived finding takes no 'phrases'"),
+        (lambda r: r.__setitem__("device_groups", [{"phrases": ["tubes"], "devices": ["ETT"]}]),
+         "device_groups[0].devices[0]: 'ETT' is not a device above"),
+        (lambda r: r["findings"][1].__setitem__("describes_devices", "yes"), "describes_devices: expected true or false"),
     ],
 )
 def test_broken_schema_names_the_entry(edit, message):
