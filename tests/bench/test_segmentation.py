@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+
+from radadapt.bench import segmentation as S
+
+
+def test_pair_metrics_by_hand():
+    t = np.zeros((1, 2, 10, 10), bool)
+    p = np.zeros_like(t)
+    t[0, 0, 2:8, 4] = True  # a 6-pixel line
+    p[0, 0, 2:8, 5] = True  # predicted one pixel to the side
+    p[0, 0, 2:5, 4] = True  # and half of it exactly
+    # channel 1: empty target -> not a pair, whatever is predicted
+    p[0, 1, 0, 0] = True
+    m = S.pair_metrics(p, t, tolerance=1)
+    assert m["dice"].tolist() == pytest.approx([2 * 3 / (9 + 6)])
+    assert m["iou"].tolist() == pytest.approx([3 / 12])
+    assert m["dice_tolerant"].tolist() == pytest.approx([1.0])  # every pixel is within 1 px of the other mask
+    assert m["image"].tolist() == [0] and m["channel"].tolist() == [0]
+
+
+def _lines(rng, n, h=64, w=80):
+    imgs, masks = [], []
+    for _ in range(n):
+        img = rng.normal(100, 20, (h, w))
+        m = np.zeros((h, w), bool)
+        x0, slope = int(rng.integers(15, 60)), rng.uniform(-0.3, 0.3)
+        for y in range(h):
+            x = int(x0 + slope * (y - h / 2))
+            m[y, max(0, x - 1):x + 2] = True
+        img[m] += 80
+        imgs.append(np.clip(img, 0, 255).astype(np.uint8))
+        masks.append(m)
+    return imgs, masks
+
+
+def test_heads_find_drawn_lines_far_better_than_chance(tiny_rad_dino):
+    from radadapt.models import registry
+
+    enc = registry.load_encoder(tiny_rad_dino)
+    geo = S.InputGeometry(enc)
+    rng = np.random.default_rng(0)
+
+    def data(n):
+        imgs, masks = _lines(rng, n)
+        grids = enc.features(enc.preprocess(imgs))["patch_grid"].numpy().astype(np.float16)
+        return S.SegData(grids=grids, targets=geo.masks(masks)[:, None], groups=[str(i) for i in range(n)])
+
+    train, val, test = data(48), data(16), data(24)
+    prevalence = test.targets.mean()
+    chance = 2 * prevalence / (1 + prevalence)  # Dice of predicting every pixel (random guessing does worse)
+    for head in S.HEADS:
+        model, mean, std, thr = S.train_head(head, train, val, epochs=8)
+        pred = S.predict(model, mean, std, test.grids, test.targets.shape[-2:]) >= thr
+        dice = S.pair_metrics(pred, test.targets, 2)["dice"].mean()
+        assert dice > 3 * chance, (head, dice, chance)
+
+
+def test_input_geometry_maps_masks_like_images(tiny_rad_dino):
+    from radadapt.models import registry
+
+    enc = registry.load_encoder(tiny_rad_dino)  # RAD-DINO: shortest edge to 112, centre crop 112
+    geo = S.InputGeometry(enc)
+    m = np.zeros((64, 80), bool)
+    m[:, 38:42] = True  # a vertical band in the middle survives the crop, centred
+    out = geo.masks([m])[0]
+    assert out.shape == (112, 112)
+    cols = np.flatnonzero(out.any(0))
+    assert abs(cols.mean() - 55.5) < 1.5 and 5 <= cols.size <= 9  # 4 px * 112/64 = 7 px wide
+    edge = np.zeros((64, 80), bool)
+    edge[:, :5] = True  # the left border is cropped away
+    assert not geo.masks([edge])[0].any()
