@@ -314,7 +314,8 @@ def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]: 
     except KeyboardInterrupt:
         if main:
             _update_run(out, status="interrupted")
-        raise
+        raise TrainingStopped("train.interrupted", "training was interrupted; the last checkpoint is kept",
+                              hint=f"continue with `radadapt train --resume {out}`") from None
     finally:
         if trainer.metrics is not None:
             trainer.metrics.close()

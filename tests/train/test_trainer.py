@@ -118,3 +118,29 @@ def test_time_budget_fixes_the_schedule_before_training(train_store, tiny_weight
     assert run["steps"]["planned"] == res["steps"] == run["steps"]["done"] >= 1
     assert run["steps"]["time_budget"] == "6s"
     assert len(metrics.read(out)) == res["steps"]  # the measured steps were undone, not logged
+
+
+def test_sigterm_checkpoints_at_the_step_boundary_and_resume_finishes(train_store, tiny_weights, tmp_path,
+                                                                       monkeypatch):
+    import os
+    import signal
+
+    from radadapt.train.run import resume
+
+    original = metrics.MetricsLog.write
+
+    def write(self, row):
+        original(self, row)
+        if row["step"] == 2:
+            os.kill(os.getpid(), signal.SIGTERM)  # what a cluster scheduler sends before preempting
+
+    monkeypatch.setattr(metrics.MetricsLog, "write", write)
+    out = tmp_path / "run"
+    with pytest.raises(TrainingStopped) as info:
+        start(_request(train_store, tiny_weights, out, max_steps=6, batch_size=4))
+    assert info.value.code == "train.interrupted" and "--resume" in info.value.hint
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "interrupted" and run["steps"]["done"] == 3  # the step in flight finished first
+    monkeypatch.setattr(metrics.MetricsLog, "write", original)
+    res = resume(out)
+    assert res["status"] == "completed" and [r["step"] for r in metrics.read(out)] == list(range(1, 7))
