@@ -88,7 +88,9 @@ class _Progress:
             self.done += value
             rate = self.done / max(time.monotonic() - self.t0, 1e-6)
             self.bar.update(self.task, advance=value, status=f"{self.workers} workers, {rate:.1f} files/s")
-        elif kind in ("info", "phase"):
+        elif kind == "phase" and self.task is not None:
+            self.bar.update(self.task, status=str(value))
+        elif kind == "info":
             console.info(str(value))
 
 
