@@ -230,14 +230,15 @@ def _planned_steps(req: TrainRequest, cfg: TrainSection, steps_per_epoch: float)
 def _fit_budget(trainer, s: _Session, cfg: TrainSection, budget_s: float, spent: float) -> int:  # noqa: ANN001
     from radadapt.train.budget import steps_for_budget
 
+    from radadapt.train.distributed import all_reduce_max
+
     console.info(f"measuring {cfg.budget_measure_steps} training steps to fit the time budget...")
+    t_measure = time.monotonic()
     step_s = trainer.measure_step_seconds(cfg.budget_measure_steps, provisional_total=10_000)
     t0 = time.monotonic()
     trainer.save_checkpoint(0)  # also the measure of what a checkpoint costs
-    ckpt_s = time.monotonic() - t0
-    from radadapt.train.distributed import all_reduce_max
-
-    spent = all_reduce_max(spent + (time.monotonic() - t0) + step_s * cfg.budget_measure_steps)
+    ckpt_s = all_reduce_max(time.monotonic() - t0)
+    spent = all_reduce_max(spent + (time.monotonic() - t_measure))
     steps = steps_for_budget(budget_s, spent, step_s, ckpt_s, cfg.checkpoint_minutes)
     console.info(f"time budget: {step_s:.3f} s per step -> {steps:,} steps")
     return steps
