@@ -64,10 +64,15 @@ def _train_section(req: TrainRequest) -> TrainSection:
            "grad_checkpointing": req.grad_checkpointing}
     base.update({k: v for k, v in cli.items() if v is not None})
     _merge(base, req.overrides or {})
+    from pydantic import ValidationError
+
     try:
         return TrainSection.model_validate(base)
-    except ValueError as exc:
-        raise UsageError("train.bad_option", f"invalid training option: {str(exc).splitlines()[0]}") from None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError("train.bad_option", f"invalid training setting '{where}': {first['msg']}",
+                         hint="see `radadapt train --help` and templates/radadapt.toml") from None
 
 
 def _merge(base: dict, extra: dict) -> None:
