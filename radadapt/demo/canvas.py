@@ -131,9 +131,14 @@ def ellipse_sd(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay
     return (np.sqrt(((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2) - 1.0) * min(ax, ay)
 
 
-def superellipse_sd(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float, p: float) -> np.ndarray:
-    f = np.abs((x - cx) / ax) ** p + np.abs((y - cy) / ay) ** p
-    return (f ** (1.0 / p) - 1.0) * min(ax, ay)
+def superellipse_sd(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: float, ay: float) -> np.ndarray:
+    """Approximate signed distance to the superellipse |u|^3 + |v|^3 = 1 (boxier than an ellipse, like a lung).
+
+    The exponent is fixed at 3 so that only multiplications and a cube root are needed (no float ``pow``).
+    """
+    u = np.abs((x - cx) / ax)
+    v = np.abs((y - cy) / ay)
+    return (np.cbrt(u * u * u + v * v * v) - 1.0) * min(ax, ay)
 
 
 def capsule_sd(x: np.ndarray, y: np.ndarray, a: Point, b: Point, radius: float) -> np.ndarray:

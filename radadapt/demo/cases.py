@@ -25,8 +25,8 @@ TRANSFER_SYNTAXES: dict[str, tuple[str, bool]] = {
     "encapsulated_uncompressed": ("1.2.840.10008.1.2.1.98", False),  # no decoder in pydicom 3.0
 }
 # Share of each syntax among ordinary images (special cases add their own on top).
-TS_WEIGHTS = {"explicit": 0.36, "implicit": 0.12, "deflated": 0.07, "rle": 0.10, "jpegls": 0.10, "j2k": 0.10,
-              "j2k_lossy": 0.06, "jpeg8": 0.04, "jpegls_near": 0.05}
+TS_WEIGHTS = {"explicit": 0.40, "implicit": 0.12, "deflated": 0.07, "rle": 0.10, "jpegls": 0.10, "j2k": 0.07,
+              "j2k_lossy": 0.05, "jpeg8": 0.04, "jpegls_near": 0.05}
 PIXEL_CASE_TS = {"mono1_rle": "rle"}  # special pixel cases that also need a particular syntax
 
 SOP_CLASSES = {

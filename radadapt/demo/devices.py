@@ -15,12 +15,12 @@ import numpy as np
 from radadapt.demo.canvas import Canvas, Point
 from radadapt.demo.truth import CM_PER_UNIT, Device
 
-WIDTH = {  # fraction of the image width
-    "endotracheal tube": 0.016,
-    "enteric tube": 0.012,
-    "central venous catheter": 0.011,
-    "chest tube": 0.018,
-    "cardiac device": 0.010,
+WIDTH = {  # fraction of the image width: real outer diameters over a ~35 cm wide chest, at least ~1 %
+    "endotracheal tube": 0.022,  # 7-8 mm
+    "enteric tube": 0.015,  # 5-6 mm (16-18 Fr)
+    "central venous catheter": 0.013,
+    "chest tube": 0.022,
+    "cardiac device": 0.012,  # leads; the generator is a polygon
 }
 TOP = -1.7  # above any field of view: lines enter from outside the image
 
@@ -39,7 +39,7 @@ def draw_devices(
             mask |= cv.polyline_mask(pts, WIDTH[name] * width_px)
         for poly in polygons:
             mask |= cv.polygon_mask(poly)
-        level = 1.0 if name == "cardiac device" else float(rng.uniform(0.86, 0.95))
+        level = 1.0 if name == "cardiac device" else float(rng.uniform(0.90, 0.97))
         np.maximum(img, np.where(mask, np.float32(level), np.float32(0.0)), out=img)
         masks[name] = mask
     return masks

@@ -5,7 +5,7 @@ module (``pixelmodule.py``) later turns it into stored values (MONOCHROME1/2, LU
 
 The findings are deliberately conspicuous so that a tiny model trained at 64-128 px can learn them (issue 3):
 effusions and consolidations cover a large part of a hemithorax and are much denser than lung, a nodule has a
-radius of at least 3 % of the image width, a pneumothorax leaves a wide dark band without lung markings
+radius of 4-5 % of the image width, a pneumothorax leaves a wide dark band without lung markings
 lateral to a visible pleural line, and cardiomegaly means a cardiothoracic ratio of 0.55-0.62 (normal
 0.36-0.45). Device lines are bright and at least ~1 % of the image width thick (``devices.py``).
 """
@@ -85,7 +85,7 @@ def _heart_half_width(state: ChestState, rng: np.random.Generator) -> float:
 # -- frontal ---------------------------------------------------------------------------------------------------
 def _lung_sd(xs: np.ndarray, y: np.ndarray, dome: float) -> np.ndarray:
     """One lung in side-mirrored coordinates (xs > 0 lateral): a boxy ellipse cut by the hemidiaphragm."""
-    body = superellipse_sd(xs, y, 0.44, -0.10, 0.36, 0.78, 2.4)
+    body = superellipse_sd(xs, y, 0.44, -0.10, 0.36, 0.78)
     return np.maximum(body, y - (dome + 1.3 * (xs - 0.42) ** 2))
 
 
@@ -145,31 +145,32 @@ def _frontal(cv: Canvas, state: ChestState, rng: np.random.Generator, portable: 
         elif f.name == "Nodule":
             s = _sign(f.side)
             cy = {"upper": -0.5, "mid": -0.27, "lower": -0.1}[f.zone] + rng.uniform(-0.05, 0.05)
-            r = rng.uniform(0.068, 0.09) / cv.pose.scale
+            r = rng.uniform(0.08, 0.105) / cv.pose.scale
             nod = soft(ellipse_sd(x, y, s * rng.uniform(0.45, 0.58), cy, r, r), 0.012)
-            img = img + nod * 0.36
+            img = img + nod * 0.42
 
     # Bones, added on top so they show through soft tissue: spine, ribs, clavicles, scapulae, humeral heads.
     spine = soft(ax - 0.075, 0.02) * body
     img += spine * (0.10 + 0.06 * (np.cos(2 * np.pi * y / 0.115) > 0.75))
-    for s in (1.0, -1.0):
-        xs = s * x
-        lateral = soft(np.abs(xs - 0.46) - 0.40, 0.03)
-        for i in range(10):
-            y0 = -0.80 + 0.125 * i - lift
-            post = y0 - 0.22 * (xs - 0.1) + 0.5 * (xs - 0.1) ** 2
-            img += 0.10 * soft(np.abs(y - post) - 0.024, 0.012) * lateral
-            ant = y0 + 0.30 + 0.30 * (0.82 - xs)
-            img += 0.045 * soft(np.abs(y - ant) - 0.02, 0.012) * lateral * (xs > 0.35)
-        cy = -0.84 - 1.5 * lift
-        clav = np.minimum(capsule_sd(xs, y, (0.08, cy), (0.36, cy - 0.03), 0.03),
-                          capsule_sd(xs, y, (0.36, cy - 0.03), (0.68, cy - 0.12), 0.028))
-        img += 0.16 * soft(clav, 0.01)
-        img += (0.07 if portable else 0.035) * soft(ellipse_sd(xs, y, 0.80, -0.58, 0.15, 0.28), 0.04)
-        img += 0.22 * soft(ellipse_sd(xs, y, 0.98, -0.92, 0.13, 0.13), 0.02) * body
+    # Both sides at once (the skeleton is mirror-symmetric): each pixel is scored against its nearest rib.
+    lateral = soft(np.abs(ax - 0.46) - 0.40, 0.03)
+    img += 0.10 * _rib_bands(y, -0.80 - lift - 0.22 * (ax - 0.1) + 0.5 * (ax - 0.1) ** 2, 0.024) * lateral
+    img += 0.045 * _rib_bands(y, -0.50 - lift + 0.30 * (0.82 - ax), 0.02) * lateral * (ax > 0.35)
+    cy = -0.84 - 1.5 * lift
+    clav = np.minimum(capsule_sd(ax, y, (0.08, cy), (0.36, cy - 0.03), 0.03),
+                      capsule_sd(ax, y, (0.36, cy - 0.03), (0.68, cy - 0.12), 0.028))
+    img += 0.16 * soft(clav, 0.01)
+    img += (0.07 if portable else 0.035) * soft(ellipse_sd(ax, y, 0.80, -0.58, 0.15, 0.28), 0.04)
+    img += 0.22 * soft(ellipse_sd(ax, y, 0.98, -0.92, 0.13, 0.13), 0.02) * body
 
     geo = {"ctr": 2 * hw / (2 * THORAX_HALF_WIDTH), "carina": carina, "domes": domes, "heart": (hx, hw)}
     return img, geo
+
+
+def _rib_bands(y: np.ndarray, first: np.ndarray, half_width: float, n: int = 10, gap: float = 0.125) -> np.ndarray:
+    """Coverage of ``n`` parallel rib bands, the first centred on ``first``, ``gap`` apart (nearest band only)."""
+    i = np.clip(np.rint((y - first) / gap), 0, n - 1)
+    return soft(np.abs(y - first - gap * i) - half_width, 0.012)
 
 
 def _over(img: np.ndarray, cover: np.ndarray, value: float) -> np.ndarray:
@@ -219,7 +220,7 @@ def _lateral(cv: Canvas, state: ChestState, rng: np.random.Generator) -> tuple[n
     diaphragm = dome + 0.25 * (x + 0.3) ** 2
     img = _over(img, soft(diaphragm - y, 0.03) * body, 0.50)
     tex = smooth_noise(rng, shape, max(3, shape[1] // 48))
-    lung = soft(np.maximum(superellipse_sd(x, y, -0.02, -0.08, 0.64, 0.74, 2.6), y - diaphragm), 0.02)
+    lung = soft(np.maximum(superellipse_sd(x, y, -0.02, -0.08, 0.64, 0.74), y - diaphragm), 0.02)
     img = _over(img, lung, 0.0) + lung * (0.16 + 0.03 * tex)
     carina = -0.30 + rng.uniform(-0.03, 0.03)
     img = _over(img, soft(capsule_sd(x, y, (-0.08, -1.5), (0.02, carina), 0.045), 0.01), 0.26)
@@ -236,9 +237,9 @@ def _lateral(cv: Canvas, state: ChestState, rng: np.random.Generator) -> tuple[n
             patch = smooth_noise(rng, shape, max(4, shape[1] // 24))
             img += soft(ellipse_sd(x, y, 0.1, cy, 0.24, 0.17) + 0.035 * patch, 0.05) * lung * 0.27
         elif f.name == "Nodule":
-            r = rng.uniform(0.068, 0.09) / cv.pose.scale
+            r = rng.uniform(0.08, 0.105) / cv.pose.scale
             cy = {"upper": -0.5, "mid": -0.25, "lower": -0.05}[f.zone]
-            img += soft(ellipse_sd(x, y, rng.uniform(-0.1, 0.25), cy, r, r), 0.012) * 0.36
+            img += soft(ellipse_sd(x, y, rng.uniform(-0.1, 0.25), cy, r, r), 0.012) * 0.42
     spine = soft(np.abs(x - 0.60) - 0.09, 0.02) * body
     img += spine * (0.16 + 0.10 * (np.cos(2 * np.pi * y / 0.12) > 0.6))
     img += 0.12 * soft(np.abs(x + 0.70) - 0.035, 0.01) * soft(np.abs(y + 0.3) - 0.45, 0.02)  # sternum
