@@ -40,17 +40,29 @@ def _refiner(cfg, labels, schema_path, plugin: Path | None, threshold: float | N
     return TransformersRefiner(model, load_schema(schema_path), threshold=threshold or labels.plugin_threshold)
 
 
-def _summary_table(result: dict, first: str):
+def _table(title: str, columns: list[str], rows: list):
     from radadapt import console
 
+    from rich import box
+
+    table = console.make_table(title, columns, rows)
+    for i, col in enumerate(table.columns):  # names and numbers stay whole in a narrow terminal
+        col.no_wrap = True
+        col.min_width = max([len(str(columns[i]))] + [len(str(r[i])) for r in rows]) if i else None
+    table.box, table.pad_edge = box.SIMPLE_HEAD, False  # fewer border characters: fits 80 columns
+    return table
+
+
+def _summary_table(result: dict, title: str):
+    """Counts per column: positive (1 / present), uncertain, negative (0 / absent), removed, and positions."""
     rows = []
-    for column, values in result["counts"].items():
-        if values:
-            rows.append([column, *(values.get(v, "") for v in ("1", "-1", "0")),
-                         *(values.get(v, "") for v in ("present", "removed", "uncertain", "absent")),
-                         *(values.get(v, "") for v in ("ok", "malpositioned", "unknown"))])
-    return console.make_table(first, ["column", "1", "-1", "0", "present", "removed", "uncertain", "absent", "ok",
-                                      "malpos.", "unknown"], rows)
+    for column, v in result["counts"].items():
+        if v:
+            cells = [v.get("1", v.get("present", "")), v.get("-1", v.get("uncertain", "")),
+                     v.get("0", v.get("absent", "")), v.get("removed", ""), v.get("ok", ""),
+                     v.get("malpositioned", ""), v.get("unknown", "")]
+            rows.append([column, *cells])
+    return _table(title, ["column", "pos", "unc", "neg", "removed", "ok", "malpos", "unknown"], rows)
 
 
 def register(app: typer.Typer) -> None:
@@ -96,7 +108,8 @@ def register(app: typer.Typer) -> None:
             result["plugin"] = {"asked": refiner.asked, "changed": refiner.changed, "model": refiner.fingerprint}
         text = (f"{result['studies']} studies ({result['with_report']} with a report, {result['without_report']} "
                 f"without: blank rows) -> {result['labels_csv']}\nsection paths: {result['section_paths']}")
-        console.emit(result, table=_summary_table(result, "label counts"), text=text)
+        console.emit(result, table=_summary_table(result, "label counts (pos = 1 / present, neg = 0 / absent)"),
+                     text=text)
 
     @labels_app.command(
         "extract",
@@ -148,7 +161,8 @@ def register(app: typer.Typer) -> None:
                 f"reports: blank rows) -> {result['output']}\nsection paths: {result['section_paths']}")
         if result["replaced_lines"]:
             text += f"\n{result['replaced_lines']} lines had undecodable bytes (replaced)"
-        console.emit(result, table=_summary_table(result, "label counts"), text=text)
+        console.emit(result, table=_summary_table(result, "label counts (pos = 1 / present, neg = 0 / absent)"),
+                     text=text)
 
     @labels_app.command(
         "eval",
@@ -177,20 +191,21 @@ def register(app: typer.Typer) -> None:
         result = evaluate(pred, gold, mapping=parse_mapping(mapping or []), id_column=id_column)
 
         def f(x):
-            return "" if x is None else f"{x:.3f}"
+            return "" if x is None else f"{x:.2f}"
 
-        rows = [[name, m["kind"], m["presence"]["support"], f(m["presence"]["precision"]), f(m["presence"]["recall"]),
+        short = {"finding": "find", "device": "dev", "position": "pos"}
+        rows = [[name, short[m["kind"]], m["presence"]["support"], f(m["presence"]["precision"]), f(m["presence"]["recall"]),
                  f(m["presence"]["f1"]), f(m["values"]["accuracy"]), f(m["values"]["macro_f1"])]
                 for name, m in result["labels"].items()]
         for group, a in result["averages"].items():
-            rows.append([f"macro ({group})", "", a["labels_with_support"], f(a["macro"]["precision"]),
+            rows.append([f"macro {group}", "", a["labels_with_support"], f(a["macro"]["precision"]),
                          f(a["macro"]["recall"]), f(a["macro"]["f1"]), f(a["accuracy"]), f(a["macro_value_f1"])])
-            rows.append([f"micro ({group})", "", a["micro"]["tp"] + a["micro"]["fn"], f(a["micro"]["precision"]),
+            rows.append([f"micro {group}", "", a["micro"]["tp"] + a["micro"]["fn"], f(a["micro"]["precision"]),
                          f(a["micro"]["recall"]), f(a["micro"]["f1"]), "", ""])
-        table = console.make_table(f"{result['rows']} rows joined on '{result['id_column']}'",
-                                   ["label", "kind", "support", "precision", "recall", "F1", "value acc.",
-                                    "value macro-F1"], rows)
-        lines = []
+        table = _table(f"{result['rows']} rows joined on '{result['id_column']}'",
+                       ["label", "kind", "n+", "P", "R", "F1", "acc", "vF1"], rows)
+        lines = ["n+ = gold positives (1 / present / malpositioned); P, R, F1 = presence; acc, vF1 = accuracy and "
+                 "macro-F1 over all values (blank included)"]
         for name in confusion or []:
             if name not in result["labels"]:
                 from radadapt.errors import UsageError
@@ -204,7 +219,7 @@ def register(app: typer.Typer) -> None:
         if result["missing_in_pred"] or result["unmatched_gold_columns"]:
             lines.append(f"{result['missing_in_pred']} gold rows missing from predictions (scored as blank); "
                          f"gold columns not evaluated: {result['unmatched_gold_columns'] or 'none'}")
-        console.emit(result, table=table, text="\n".join(lines) or None)
+        console.emit(result, table=table, text="\n".join(lines))
 
     @labels_app.command(
         "schema",
