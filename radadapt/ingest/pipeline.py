@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -196,7 +197,9 @@ def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports
     job = MergeJob(store=req.store, work=work, private=private, archive=req.archive.resolve(), key=key, cfg=cfg,
                    chunks=chunk_ids, reports=req.reports, columns=columns, store_id=store_id,
                    run_rows=req.run_rows or cfg.merge_run_rows)
+    t_merge = time.perf_counter()
     merged = final_merge(job)
+    stats["merge_seconds"] = round(time.perf_counter() - t_merge, 3)
     _remove_stale(req.store, work, private, set(chunk_ids), store_id, previous)
     reasons = merged["reasons"]
     extra = {
@@ -212,7 +215,8 @@ def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports
     atomic.write_json(req.store / "store.json", info.model_dump(mode="json"))
     result = _result_from(info.model_dump(mode="json"), req.store, nothing_to_do=False,
                           chunks=(len(chunk_ids), len(pending)))
-    result["store"].update(decode=stats["decode"], details=stats["details"],
+    result["store"].update(decode=stats["decode"], details=stats["details"], merge_seconds=stats["merge_seconds"],
+                           chunk_seconds=stats.get("wall_seconds"),
                            private_audit=str(private / f"{store_id}.audit.jsonl"))
     return result
 
