@@ -143,7 +143,7 @@ def test_ema_teacher_update_and_teacher_stays_in_eval(tiny_weights):
 
 def _take(batch, n_g, n_l, b, idx):
     rows = lambda n: [c * b + i for c in range(n) for i in idx]  # noqa: E731 - crop-major layout
-    return {"global": batch["global"][rows(n_g)], "local": batch["local"][rows(n_l)],
+    return {"global": batch["global"][rows(n_g)], "local": batch["local"][rows(n_l)],  # mask_index recomputed
             "masks": batch["masks"][rows(n_g)], "positions": batch["positions"][idx]}
 
 

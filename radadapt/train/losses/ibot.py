@@ -48,11 +48,14 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 - the paper's name
         self._count += t.shape[0]
         return F.softmax((t - self.center) / teacher_temp, dim=-1)
 
-    def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
+    def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, masks: torch.Tensor,
+                weights: torch.Tensor | None = None) -> torch.Tensor:
         """``student_logits`` and ``teacher_probs`` [M, K] at ``masks[masks]`` positions; ``masks`` [n, N] bool
-        over all n global crops of the batch. Returns ``(1/n) sum_masked w * CE``."""
+        over all n global crops of the batch; ``weights`` = ``mask_weights(masks)`` if precomputed.
+        Returns ``(1/n) sum_masked w * CE``."""
         ce = cross_entropy(teacher_probs, student_logits, self.student_temp)
-        return (ce * mask_weights(masks)).sum() / max(masks.shape[0], 1)
+        w = mask_weights(masks) if weights is None else weights
+        return (ce * w).sum() / max(masks.shape[0], 1)
 
     @torch.no_grad()
     def update_center(self) -> None:

@@ -132,15 +132,22 @@ class DINOv2Objective(Objective):
         masks = batch["masks"].bool() if cfg.ibot_weight > 0 else None
         b = g.shape[0] // n_g
         temp = self._teacher_temp
+        if masks is not None:
+            # Indices and weights of the masked tokens come precomputed from the collate (CPU): selecting with
+            # them, rather than with the boolean mask, never makes the GPU wait to learn how many there are.
+            index = batch.get("mask_index")
+            index = masks.flatten().nonzero().flatten() if index is None else index
+            weights = batch.get("mask_weight")
+            pick = lambda tokens: tokens[:, 1:].flatten(0, 1).index_select(0, index)  # noqa: E731
         with torch.no_grad():
             t_tokens = self.teacher["backbone"](pixel_values=g).last_hidden_state
-            t_in = t_tokens[:, 0] if masks is None else torch.cat([t_tokens[:, 0], t_tokens[:, 1:][masks]])
+            t_in = t_tokens[:, 0] if masks is None else torch.cat([t_tokens[:, 0], pick(t_tokens)])
             t_out = self.teacher["dino_head"](t_in).float()
             t_cls_probs = self.dino_loss.teacher_probs(t_out[: n_g * b], temp)
             t_patch_probs = None if masks is None else self.ibot_loss.teacher_probs(t_out[n_g * b:], temp)
         s_tokens = self.student["backbone"](pixel_values=g, bool_masked_pos=masks).last_hidden_state
         s_cls = s_tokens[:, 0]
-        parts = [s_cls] if masks is None else [s_cls, s_tokens[:, 1:][masks]]
+        parts = [s_cls] if masks is None else [s_cls, pick(s_tokens)]
         if n_l > 0:
             s_local = self.student["backbone"](pixel_values=self._pixels(batch["local"])).last_hidden_state[:, 0]
             parts.insert(0, s_local)
@@ -155,7 +162,7 @@ class DINOv2Objective(Objective):
         dino_global = sum(self.dino_loss([student_global[i]], [t for j, t in enumerate(teacher_chunks) if j != i])
                           for i in range(n_g)) / n_terms
         koleo = sum(self.koleo_loss(c) for c in s_cls.chunk(n_g)) if cfg.koleo_weight > 0 else s_cls.new_zeros(())
-        ibot = (self.ibot_loss(s_out[(n_l + n_g) * b:], t_patch_probs, masks) if masks is not None
+        ibot = (self.ibot_loss(s_out[(n_l + n_g) * b:], t_patch_probs, masks, weights) if masks is not None
                 else s_out.new_zeros((), dtype=torch.float32))
         dino = dino_local + dino_global
         loss = cfg.dino_weight * dino + cfg.ibot_weight * ibot + cfg.koleo_weight * koleo

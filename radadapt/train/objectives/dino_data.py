@@ -1,7 +1,7 @@
 """Batches for the DINOv2 objective: multi-crop samples collated with their iBOT masks (DINOv2 ``collate.py``).
 
 A batch is ``{"global": uint8 [n_g*B, 1, G, G], "local": uint8 [n_l*B, 1, L, L], "masks": bool [n_g*B, (G/p)^2],
-"positions": int64 [B]}``, crops ordered crop-major (all images' first global crop, then all second ones), as
+"mask_index": int64 [M], "mask_weight": float32 [M], "positions": int64 [B]}`` (M masked tokens), crops ordered crop-major (all images' first global crop, then all second ones), as
 DINOv2 collates them, which is what lets the loss pair crop i of the student with crop j != i of the teacher by
 chunking. Masks are drawn per global micro-batch (see ``radadapt.train.masking``), so they are the same whether
 the micro-batch is on one process or spread over several.
@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from radadapt.train.augment import CropSpec, IntensitySpec, MultiCrop
+from radadapt.train.losses.ibot import mask_weights
 from radadapt.train.masking import MaskPlan
 
 if TYPE_CHECKING:
@@ -46,10 +47,12 @@ class DinoCollate:
         gmb = self.global_micro_batch
         micro, offset = divmod(int(positions[0]), gmb)
         slots = np.array([i * gmb + offset + j for i in range(self.n_global) for j in range(b)], dtype=np.int64)
-        masks = self.plan.masks(micro, self.n_global * gmb, slots)
+        masks = torch.from_numpy(self.plan.masks(micro, self.n_global * gmb, slots))
         out = {
             "global": torch.stack([s["global"][i] for i in range(self.n_global) for s in samples]),
-            "masks": torch.from_numpy(masks),
+            "masks": masks,
+            "mask_index": masks.flatten().nonzero().flatten(),  # masked tokens, row-major
+            "mask_weight": mask_weights(masks),  # 1 / masked tokens of the same crop (iBOT)
             "positions": torch.from_numpy(positions),
         }
         if self.n_local:
