@@ -81,3 +81,6 @@ def test_eval_errors(cli, files, tmp_path):
     assert cli("labels", "eval", pred, other).stderr.startswith("error[labels.eval_no_columns]")
     assert cli("labels", "eval", pred, gold, "--map", "nonsense").stderr.startswith("error[labels.bad_option]")
     assert cli("labels", "eval", pred, gold, "--id-column", "nope").stderr.startswith("error[labels.missing_column]")
+    header_only = tmp_path / "empty_gold.csv"
+    header_only.write_text("case,Pleural Effusion\n", encoding="utf-8")
+    assert cli("labels", "eval", pred, header_only).stderr.startswith("error[labels.eval_empty]")

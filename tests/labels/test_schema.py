@@ -6,7 +6,8 @@ import pytest
 import yaml
 
 from radadapt.errors import ConfigError
-from radadapt.labels.schema import compile_schema, default_schema_path, expand_phrase, load_schema
+from radadapt.labels.phrases import expand_phrase
+from radadapt.labels.schema import compile_schema, default_schema_path, load_schema
 
 CHEXPERT = ["No Finding", "Enlarged Cardiomediastinum", "Cardiomegaly", "Lung Lesion", "Lung Opacity", "Edema",
             "Consolidation", "Pneumonia", "Atelectasis", "Pneumothorax", "Pleural Effusion", "Pleural Other",
