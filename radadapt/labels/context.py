@@ -8,7 +8,7 @@ they are *not* read as triggers. Where several triggers reach one mention, the n
 trigger ("has been removed", "interval removal of") wins over all others, and "historical" ("on the prior study")
 only counts when nothing else applies.
 
-Two additions beyond ConText, both needed for chest radiograph reports:
+Additions beyond ConText, needed for chest radiograph reports:
 
 * anatomy + predicate: "heart size is normal", "the mediastinum is not widened", "costophrenic angles are sharp"
   give Cardiomegaly / Enlarged Cardiomediastinum / Pleural Effusion values without a disease word. An anatomy phrase
@@ -18,7 +18,12 @@ Two additions beyond ConText, both needed for chest radiograph reports:
   (so "ETT 4 cm above the carina, NG tube in the stomach" splits correctly), else the nearest device before or
   after it that the phrase applies to; a sentence with a position, no device and an anaphoric word ("Tip ...",
   "It ...") speaks of the previous sentence's devices. A distance before a carina phrase ("1 cm above the carina")
-  is checked against the schema's ``ok_cm`` range.
+  is checked against the schema's ``ok_cm`` range. Positions are kept only for devices that are present.
+* signs, groups and descriptions: a sign ("blunting of the costophrenic angle") counts for its finding only when
+  the sentence does not name the finding itself; a negated group phrase ("no lines or tubes") makes each device of
+  the group absent (weakly: a device's own mention wins, see aggregate.py); a finding marked ``describes_devices``
+  (Lung Opacity) that is linked to a following device ("a linear density ... may represent a chest tube") is a
+  description of the device, not a finding.
 """
 
 from __future__ import annotations

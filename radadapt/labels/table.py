@@ -26,6 +26,11 @@ BAD_BYTES = ("error", "replace")
 _ENCODING_HINT = "re-export the file as UTF-8, name its encoding with --encoding (e.g. cp1252), or --on-bad-bytes replace"
 
 
+def _looks_like_name(cell: str) -> bool:
+    """Column names are short labels; a sentence-like first line is data and must not be echoed."""
+    return len(cell) <= 40 and len(cell.split()) <= 4 and not any(c in cell for c in ".;:?!")
+
+
 @dataclass
 class ReadStats:
     rows: int = 0
@@ -98,9 +103,14 @@ class CsvTable:
         folded = [h.lower() for h in self.header]
         if folded.count(name.lower()) == 1:
             return folded.index(name.lower())
-        found = ", ".join(repr(h[:40]) for h in self.header[:30]) + (" ..." if len(self.header) > 30 else "")
-        raise DataError("labels.missing_column", f"{self.path}: no {what} '{name}'; columns found: {found}",
-                        hint="name the right column with --text-column / --id-column (or --map for eval)")
+        if all(_looks_like_name(h) for h in self.header):
+            found = "columns found: " + ", ".join(repr(h) for h in self.header[:30])
+            found += " ..." if len(self.header) > 30 else ""
+        else:  # a file without a header row: its first line is data (maybe report text), so it is not echoed
+            found = "the first line does not look like a header row (its cells are not shown)"
+        raise DataError("labels.missing_column", f"{self.path}: no {what} '{name}'; {found}",
+                        hint="name the right column with --text-column / --id-column (or --map for eval); "
+                             "the first line must name the columns")
 
     def rows(self) -> Iterator[list[str]]:
         width = len(self.header)

@@ -81,6 +81,8 @@ def test_two_workers_give_the_same_rows_in_the_same_order(cli, tmp_path):
         (b'accession,report_text\nA1,"unclosed quote\nA2,more\n', [], "labels.bad_csv", "malformed CSV near line"),
         (b"accession,report_text\nA1,x\n", ["--id-column", "acc"], "labels.missing_column", "no id column 'acc'"),
         (b"accession,report_text\nA1,x\n", ["--on-bad-bytes", "ignore"], "labels.bad_option", "--on-bad-bytes"),
+        (b"A1,Small left pleural effusion. No pneumothorax.\n", [], "labels.missing_column",
+         "does not look like a header row"),
     ],
 )
 def test_bad_input_is_one_clear_line_and_writes_nothing(cli, tmp_path, content, args, code, needle):
@@ -90,7 +92,7 @@ def test_bad_input_is_one_clear_line_and_writes_nothing(cli, tmp_path, content, 
     res = cli("labels", "extract", src, "--out", out, "--workers", "1", *args)
     assert res.exit_code != 0
     assert res.stderr.startswith(f"error[{code}]:"), res.stderr
-    assert needle in res.stderr and "Traceback" not in res.stderr
+    assert needle in res.stderr and "Traceback" not in res.stderr and "effusion" not in res.stderr
     assert not out.exists() and not list(tmp_path.glob(".out.csv.*"))  # atomic: no partial output
 
 
