@@ -39,10 +39,10 @@ TOKENIZER_FILES = ("vocab.json", "merges.txt", "tokenizer_config.json", "special
 RELEASE_FILES = (CONFIG_FILE, WEIGHTS_FILE, *(f"{TOKENIZER_DIR}/{f}" for f in TOKENIZER_FILES))
 
 # `radadapt models pull mi2` (hub.py). A third-party re-upload of Microsoft's Azure release, files under
-# 2024.09.27/. The weights are pinned by content (LFS sha256 and size, research note mi2_unicl.md §0);
-# hub.py records the commit it resolved `HUB_REVISION` to.
+# 2024.09.27/. The weights are pinned by content (LFS sha256 and size, research note mi2_unicl.md §0); no
+# commit could be verified offline, so no revision is pinned: pull resolves `main` and records the commit.
 HUB_REPO = "lion-ai/MedImageInsights"
-HUB_REVISION = "main"
+HUB_REVISION = None
 HUB_SUBDIR = "2024.09.27"
 HUB_FILES = tuple(f"{HUB_SUBDIR}/{f}" for f in RELEASE_FILES)
 HUB_SHA256 = {f"{HUB_SUBDIR}/{WEIGHTS_FILE}": "5eeda63bf616a61664bc95b2c09d3b3d7125209e635678bd3f5f324e9bdb1414"}

@@ -56,8 +56,8 @@ class MI2Config:
         if len(size) != 2 or size[0] != size[1] or size[0] % 4 or size[0] < 32:
             _unsupported("IMAGE_ENCODER.IMAGE_SIZE", size, "a square size, a multiple of 4, e.g. [480, 480]")
         self.image_size = size[0]
-        self.image_mean = tuple(float(v) for v in img.get("IMAGE_MEAN", (0.485, 0.456, 0.406)))
-        self.image_std = tuple(float(v) for v in img.get("IMAGE_STD", (0.229, 0.224, 0.225)))
+        self.image_mean = _floats3(img.get("IMAGE_MEAN", (0.485, 0.456, 0.406)), "IMAGE_ENCODER.IMAGE_MEAN")
+        self.image_std = _floats3(img.get("IMAGE_STD", (0.229, 0.224, 0.225)), "IMAGE_ENCODER.IMAGE_STD")
         self.interpolation = str((raw.get("AUG") or {}).get("INTERPOLATION", "bicubic"))
         if self.interpolation != "bicubic":
             _unsupported("AUG.INTERPOLATION", self.interpolation, "bicubic")
@@ -69,15 +69,17 @@ class MI2Config:
             _unsupported("IMAGE_ENCODER.SPEC.NUM_GROUPS", groups, f"equal to NUM_HEADS {self.num_heads}")
         if not (len(self.embed_dims) == len(self.depths) == len(self.num_heads) == 4):
             _unsupported("IMAGE_ENCODER.SPEC", "stage lists", "four stages (DIM_EMBED, DEPTHS, NUM_HEADS)")
-        self.window_size = int(spec.get("WINDOW_SIZE", 7))
+        self.window_size = _ints(spec.get("WINDOW_SIZE", 7), "IMAGE_ENCODER.SPEC.WINDOW_SIZE")[0]
         self.drop_path_rate = float(spec.get("DROP_PATH_RATE", 0.0))
         self.enable_checkpoint = bool(spec.get("ENABLE_CHECKPOINT", False))
-        self.context_length = int(lang.get("CONTEXT_LENGTH", 77))
-        self.text_width = int(lang["WIDTH"])
-        self.text_heads = int(lang["HEADS"])
-        self.text_layers = int(lang["LAYERS"])
+        self.context_length = _ints(lang.get("CONTEXT_LENGTH", 77), "LANG_ENCODER.CONTEXT_LENGTH")[0]
+        self.text_width = _ints(lang.get("WIDTH"), "LANG_ENCODER.WIDTH")[0]
+        self.text_heads = _ints(lang.get("HEADS"), "LANG_ENCODER.HEADS")[0]
+        self.text_layers = _ints(lang.get("LAYERS"), "LANG_ENCODER.LAYERS")[0]
         self.autoregressive = bool(lang.get("AUTOGRESSIVE", True))  # the released key's spelling and default
-        self.projection_dim = int(unicl["DIM_PROJECTION"])
+        self.projection_dim = _ints(unicl.get("DIM_PROJECTION"), "UNICL_MODEL.DIM_PROJECTION")[0]
+        if self.text_width % self.text_heads or any(d % h for d, h in zip(self.embed_dims, self.num_heads)):
+            _unsupported("WIDTH / DIM_EMBED", "not divisible by the head counts", "widths divisible by heads")
         self.vocab_size = int(vocab_size)
 
     def timm_kwargs(self) -> dict[str, Any]:
@@ -113,11 +115,17 @@ def _expect(d: dict, key: str, want: Any, where: str, default: Any = None) -> No
 
 
 def _ints(value: Any, key: str) -> list[int]:
-    if isinstance(value, int) and not isinstance(value, bool):
-        return [value]
-    if not isinstance(value, (list, tuple)) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
-        raise ModelError("models.mi2_bad_config", f"config.yaml: {key} must be a list of integers")
-    return list(value)
+    """Positive integers (a list, or one integer as a one-element list)."""
+    values = [value] if not isinstance(value, (list, tuple)) else list(value)
+    if not values or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values):
+        raise ModelError("models.mi2_bad_config", f"config.yaml: {key} must be positive integer(s), got {value!r}")
+    return values
+
+
+def _floats3(value: Any, key: str) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3 or not all(isinstance(v, (int, float)) for v in value):
+        raise ModelError("models.mi2_bad_config", f"config.yaml: {key} must be three numbers, got {value!r}")
+    return tuple(float(v) for v in value)  # type: ignore[return-value]
 
 
 def mi2_drop_path_rates(depths: list[int], rate: float) -> list[list[tuple[float, float]]]:

@@ -143,6 +143,9 @@ def test_config_is_parsed_safely_and_validated(tiny_copy):
         (bad["IMAGE_ENCODER"]["SPEC"] if section == "SPEC" else bad["IMAGE_ENCODER"])[key] = value
         cfg_path.write_text(yaml.safe_dump(bad))
         assert key in _raises("models.mi2_unsupported_config", mi2.load_config, cfg_path)
+    del raw["LANG_ENCODER"]["WIDTH"]
+    cfg_path.write_text(yaml.safe_dump(raw))
+    assert "LANG_ENCODER.WIDTH" in _raises("models.mi2_bad_config", mi2.load_config, cfg_path)
     del raw["LANG_ENCODER"]
     cfg_path.write_text(yaml.safe_dump(raw))
     assert "LANG_ENCODER" in _raises("models.mi2_bad_config", mi2.load_config, cfg_path)
