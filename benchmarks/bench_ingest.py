@@ -83,6 +83,10 @@ def raw_rate(files: list[Path], resolution: int) -> tuple[float, float, int]:
         t0, c0 = time.perf_counter(), time.process_time()
         for data in blobs:
             ds = pydicom.dcmread(io.BytesIO(data), force=True)
+            if "TransferSyntaxUID" not in ds.file_meta:  # a bare dataset (no file meta): as ingest does
+                implicit, little = ds.original_encoding
+                ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2" if implicit else (
+                    "1.2.840.10008.1.2.1" if little else "1.2.840.10008.1.2.2")
             _resize(pixel_array(ds, index=0), resolution)
     return time.perf_counter() - t0, time.process_time() - c0, len(blobs)
 

@@ -18,6 +18,7 @@ join of sorted streams; nothing holds all records. In order:
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -179,9 +180,10 @@ class _Merge:
 
         job = self.job
         kept = self.sort(([r["study_key"], pos, r] for pos, r in self.kept(losers)), key=lambda x: (x[0], x[1]))
-        changes: list[list] = []
         splits: dict[str, int] = {}
-        masks: list[dict] = []
+        # Side outputs go to files as they come (a large archive can drop millions of unpaired images).
+        changes_raw = open(self.tmp / "changes.raw.jsonl", "w", encoding="utf-8")
+        masks_raw = open(self.tmp / "masks.raw.jsonl", "w", encoding="utf-8")
 
         def records() -> Iterator[dict]:
             for study, krows, srows in merge_join(kept, read_jsonl(scrubbed), lambda x: x[0], lambda x: x[0]):
@@ -200,7 +202,7 @@ class _Merge:
                     if not paired:
                         self.pairing["unpaired_images"] += 1
                         if not job.cfg.keep_unpaired_images:
-                            changes.append([pos, "filtered", "no_report"])
+                            changes_raw.write(json.dumps([pos, "filtered", "no_report"]) + "\n")
                             continue
                     else:
                         self.pairing["paired_images"] += 1
@@ -210,20 +212,33 @@ class _Merge:
                     splits[rec["split"]] = splits.get(rec["split"], 0) + 1
                     for m in row.get("masks") or []:
                         if m.get("path"):
-                            masks.append({"image_key": rec["image_key"], "device": m["device"], "path": m["path"]})
+                            masks_raw.write(json.dumps({"image_key": rec["image_key"], "device": m["device"],
+                                                        "path": m["path"]}) + "\n")
                     yield ImageRecord.model_validate(rec).model_dump(mode="json")
 
-        ordered = self.sort(records(), key=lambda r: (r["patient_key"], r["study_key"], r["image_key"]))
-        n = writer.write_rows(job.store / "manifest.jsonl", ordered)
+        with changes_raw, masks_raw:
+            ordered = self.sort(records(), key=lambda r: (r["patient_key"], r["study_key"], r["image_key"]))
+            n = writer.write_rows(job.store / "manifest.jsonl", ordered)
         self.pairing["report_studies"] = sum(1 for s in read_jsonl(scrubbed) if s[5] is not None)
-        if masks or (job.store / "masks").is_dir():
-            writer.write_rows(job.store / "masks" / "index.jsonl",
-                              sorted(masks, key=lambda m: (m["image_key"], m["device"])))
-            listed = {m["path"] for m in masks}
-            for png in (job.store / "masks").glob("*.png"):  # masks of images an earlier run kept
-                if png.name not in listed:
-                    writer.remove_quietly(png)
-        return self.spill("changes.jsonl", self.sort(changes, key=lambda x: x[0])), splits, n
+        self._masks_index(self.tmp / "masks.raw.jsonl")
+        changes = self.spill("changes.jsonl", self.sort(read_jsonl(self.tmp / "changes.raw.jsonl"), key=lambda x: x[0]))
+        for raw in ("changes.raw.jsonl", "masks.raw.jsonl"):
+            writer.remove_quietly(self.tmp / raw)
+        return changes, splits, n
+
+    def _masks_index(self, raw: Path) -> None:
+        """masks/index.jsonl sorted by path; PNGs it does not list (dropped images, earlier runs) are removed."""
+        folder = self.job.store / "masks"
+        if not folder.is_dir() and next(iter(read_jsonl(raw)), None) is None:
+            return
+        writer.write_rows(folder / "index.jsonl", self.sort(read_jsonl(raw), key=lambda m: m["path"]))
+        wanted = (m["path"] for m in read_jsonl(folder / "index.jsonl"))
+        nxt = next(wanted, None)
+        for name in sorted(n for n in os.listdir(folder) if n.endswith(".png")):
+            while nxt is not None and nxt < name:
+                nxt = next(wanted, None)
+            if name != nxt:
+                writer.remove_quietly(folder / name)
 
     # -- 6. files, audit, identifiers, unpaired reports -----------------------------------------------------------
     def files_and_audit(self, losers: Path, changes: Path) -> dict:

@@ -96,24 +96,23 @@ def _mask_index(folder: Path | None) -> dict[str, list[str]]:
     return index
 
 
-def _listing(req: IngestRequest, key: Any, work: Path, settings: str) -> tuple[list[str], int, str]:
-    """Walk, chunk and record the listing privately; returns (chunk ids, number of entries, listing hash)."""
+def _listing(req: IngestRequest, key: Any, work: Path, settings: str) -> tuple[list[str], list[int], str]:
+    """Walk, chunk and record the listing privately; returns (chunk ids, their sizes, listing hash)."""
     from radadapt.ingest.walk import chunk_id, chunked, walk
 
     private = work.parent.parent
     exclude = (req.store, private)
     ids: list[str] = []
-    total = 0
+    sizes: list[int] = []
     digest = hashlib.sha256()
 
     def lines() -> Iterator[list]:
-        nonlocal total
         try:
             entries = walk(req.archive, exclude=exclude)
             for chunk in chunked(entries, key, req.cfg.chunk_files):
                 cid = chunk_id(key, settings, chunk)
                 ids.append(cid)
-                total += len(chunk)
+                sizes.append(len(chunk))
                 digest.update(cid.encode())
                 yield [cid, [e.as_list() for e in chunk]]
         except OSError:
@@ -122,7 +121,7 @@ def _listing(req: IngestRequest, key: Any, work: Path, settings: str) -> tuple[l
     from radadapt.ingest.audit import write_private_jsonl
 
     write_private_jsonl(work / LISTING, lines())
-    return ids, total, digest.hexdigest()
+    return ids, sizes, digest.hexdigest()
 
 
 def _iter_listing(work: Path) -> Iterator[tuple[str, list]]:
@@ -168,7 +167,8 @@ def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports
     settings = _settings_hash(req, key, masks)
     emit = req.on_event or (lambda *_a: None)
     emit("phase", "listing the archive")
-    chunk_ids, total, listing_hash = _listing(req, key, work, settings)
+    chunk_ids, sizes, listing_hash = _listing(req, key, work, settings)
+    total = sum(sizes)
     if total == 0:
         raise DataError("ingest.archive_empty", f"the archive folder {req.archive} holds no files",
                         hint="point ARCHIVE at the folder of the PACS export")
@@ -185,11 +185,13 @@ def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports
     atomic.write_json(req.store / "store.json", info.model_dump(mode="json"))
     ctx = Context(archive=req.archive, store=req.store, work=work, key=key, cfg=cfg, masks_dir=req.masks,
                   masks=masks)
-    pending = [(cid, entries) for cid, entries in _iter_listing(work) if cid not in done]
-    skipped_files = total - sum(len(e) for _c, e in pending)
+    # The listing streams from the private work folder: chunk entries are never all in memory.
+    pending = ((cid, entries) for cid, entries in _iter_listing(work) if cid not in done)
+    n_pending = sum(1 for c in chunk_ids if c not in done)
+    skipped_files = sum(n for c, n in zip(chunk_ids, sizes) if c in done)
     from radadapt.ingest.pool import run_chunks
 
-    stats = run_chunks(req, ctx, pending, total, skipped_files, emit)
+    stats = run_chunks(req, ctx, pending, n_pending, total, skipped_files, emit)
 
     emit("phase", "merging")
     from radadapt.ingest.merge import MergeJob, final_merge
@@ -214,7 +216,7 @@ def _ingest_locked(req: IngestRequest, cfg: Any, columns: ReportColumns, reports
                      accounting=merged["accounting"], complete=True, **extra)
     atomic.write_json(req.store / "store.json", info.model_dump(mode="json"))
     result = _result_from(info.model_dump(mode="json"), req.store, nothing_to_do=False,
-                          chunks=(len(chunk_ids), len(pending)))
+                          chunks=(len(chunk_ids), n_pending))
     result["store"].update(decode=stats["decode"], details=stats["details"], merge_seconds=stats["merge_seconds"],
                            chunk_seconds=stats.get("wall_seconds"),
                            private_audit=str(private / f"{store_id}.audit.jsonl"))

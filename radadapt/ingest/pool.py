@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import queue as queue_mod
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from radadapt.errors import DataError, RadadaptError
 
@@ -42,12 +42,12 @@ def _raise_worker_error(err: dict) -> None:
     raise cls(err["code"], err["message"], hint=err["hint"])
 
 
-def run_chunks(req: Any, ctx: Any, pending: list, total: int, skipped: int,
+def run_chunks(req: Any, ctx: Any, pending: Iterator[tuple[str, list]], n_pending: int, total: int, skipped: int,
                emit: Callable[[str, Any], None]) -> dict:
     stats: dict[str, Any] = {"decode": {}, "details": {}}
-    n_workers = max(1, min(req.workers or default_workers(), len(pending) or 1))
-    emit("start", {"total": total, "skipped": skipped, "chunks": len(pending), "workers": n_workers})
-    if not pending:
+    n_workers = max(1, min(req.workers or default_workers(), n_pending or 1))
+    emit("start", {"total": total, "skipped": skipped, "chunks": n_pending, "workers": n_workers})
+    if not n_pending:
         return stats
 
     def absorb(summary: dict) -> None:
@@ -81,7 +81,8 @@ def run_chunks(req: Any, ctx: Any, pending: list, total: int, skipped: int,
     return stats
 
 
-def _run_pool(req: Any, ctx: Any, pending: list, n_workers: int, emit: Callable[[str, Any], None],
+def _run_pool(req: Any, ctx: Any, pending: Iterator[tuple[str, list]], n_workers: int,
+              emit: Callable[[str, Any], None],
               absorb: Callable[[dict], None]) -> None:
     import multiprocessing as mp
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
