@@ -39,10 +39,17 @@ def cli():
 def mi2_tiny_dir(tmp_path_factory):
     """A tiny random MI2 in the released layout (``radadapt.models.mi2.write_tiny``), written once per
     session. Treat it as read-only: copy it (shutil.copytree) before changing anything in it."""
+    import torch
+
     from radadapt.models import mi2
 
     out = tmp_path_factory.mktemp("mi2_tiny")
-    mi2.write_tiny(out, seed=0)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: one thread is fastest, and robust on a busy CPU
+    try:
+        mi2.write_tiny(out, seed=0)
+    finally:
+        torch.set_num_threads(threads)
     return out
 
 

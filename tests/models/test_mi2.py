@@ -21,6 +21,15 @@ from radadapt.models import mi2, registry
 TOL = 2e-5  # fp32, different op orders (SDPA vs explicit softmax, windowing) on unit-norm embeddings
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models are op-overhead bound: one thread is fastest, and robust on a busy shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 # -- independent reference forward ----------------------------------------------------------------------------
 def _ln(x, w, b):
     return F.layer_norm(x, (x.shape[-1],), w, b, 1e-5)
@@ -202,7 +211,7 @@ def test_tokenizer_offline_pads_to_77_and_pools_at_first_eos(mi2_tiny_dir, encod
 def test_eval_mode_is_deterministic_train_mode_is_not(encoder):
     model = copy.deepcopy(encoder.model)
     assert not model.training
-    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
     a, b = model.encode_image(x), model.encode_image(x)
     assert torch.equal(a, b)
     model.set_drop_path(image_rate=0.5, text_rate=0.3)

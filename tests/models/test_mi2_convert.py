@@ -15,6 +15,15 @@ from radadapt.models import mi2, registry
 from radadapt.models import mi2_convert as conv
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models are op-overhead bound: one thread is fastest, and robust on a busy shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture()
 def tiny_copy(mi2_tiny_dir, tmp_path):
     dst = tmp_path / "mi2"
@@ -74,6 +83,10 @@ def test_save_model_dir_writes_the_released_layout_byte_for_byte(mi2_tiny_dir, t
     assert sorted(written) == sorted(mi2.RELEASE_FILES)
     assert written == files  # same bytes: config text kept verbatim, deterministic safetensors writer
     assert mi2.is_model_dir(out)
+    # write_tiny: same seed, same bytes; another seed, other weights
+    assert mi2.write_tiny(tmp_path / "again", seed=0) == files
+    other = mi2.write_tiny(tmp_path / "other", seed=1)
+    assert other[mi2.WEIGHTS_FILE] != files[mi2.WEIGHTS_FILE] and other[mi2.CONFIG_FILE] == files[mi2.CONFIG_FILE]
 
 
 def test_legacy_names_are_accepted_by_explicit_mapping(tiny_copy):

@@ -14,6 +14,15 @@ from radadapt.models.mi2_model import MI2Config, MI2Model, count_parameters
 from radadapt.models.mi2_tiny import RELEASED_SIZES, config_dict
 
 
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models are op-overhead bound: one thread is fastest, and robust on a busy shared CPU."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
 @pytest.fixture(scope="module")
 def tiny(mi2_tiny_dir):
     return mi2.load_pretrained(mi2_tiny_dir)
@@ -98,7 +107,7 @@ def test_param_groups_follow_the_released_recipe(tiny):
 def test_trainable_end_to_end_and_checkpointing_gives_the_same_gradients(tiny):
     model, tok, cfg, _ = tiny
     enc = mi2.tokenize(tok, ["x-ray chest Pleural Effusion", "x-ray chest No Finding"])
-    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+    x = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))  # any multiple of 4 works
 
     def grads(checkpointing: bool) -> dict[str, torch.Tensor]:
         m = copy.deepcopy(model).train()
