@@ -225,7 +225,7 @@ def _burn_text(display: np.ndarray, img: Image, *, colour: bool) -> np.ndarray:
     from PIL import Image as PILImage, ImageDraw
 
     person = img.study.patient.person
-    text = f"{person.spoken}  {img.study.date.strftime('%d.%m.%Y')}  PORTABLE".encode("ascii", "replace").decode()
+    text = f"{person.spoken}  {img.study.date.strftime('%m/%d/%Y')}  PORTABLE".encode("ascii", "replace").decode()
     pil = PILImage.fromarray(np.rint(display * 255).astype(np.uint8)).convert("RGB" if colour else "L")
     draw = ImageDraw.Draw(pil)
     rows, cols = img.shape
