@@ -153,9 +153,10 @@ def chest_decision(sel: Selection, image: np.ndarray, rule: str) -> tuple[bool, 
     """Combine the tag verdict with the image check under ``rule``; returns (keep, recorded decision).
 
     ``tags_and_image``: tags saying another body part drop the image (before decoding); otherwise the image
-    check decides, except that Body Part Examined and a description both saying chest keep an image whose lung
-    fields were not found. ``tags_only``: tags must say chest. ``image_only``: the image check alone. ``any``:
-    no body-part selection. Lateral views skip the image check (it looks for two lung fields side by side).
+    check decides, except that Body Part Examined and a description that both say chest keep the image without
+    it (it misses some abnormal chests). ``tags_only``: tags must say chest. ``image_only``: the image check
+    alone. ``any``: no body-part selection. Lateral views skip the image check (it looks for two lung fields side
+    by side).
     """
     tags = f"tags:{sel.chest_tags}{sel.chest_why}"
     if rule == "any":
@@ -166,14 +167,15 @@ def chest_decision(sel: Selection, image: np.ndarray, rule: str) -> tuple[bool, 
         # The image check looks for two lung fields side by side, which a lateral view does not show.
         keep = rule == "image_only" or sel.chest_tags == "+"
         return keep, f"{tags};image:skipped_lateral" if rule != "image_only" else "image:skipped_lateral"
+    if rule == "tags_and_image" and sel.chest_tags == "+" and sel.chest_why == "body_part+description":
+        # The image check misses some abnormal chests (a large effusion or consolidation hides a lung), and dropping
+        # them would bias the store towards normal films; two tag sources that agree decide, so it is not run.
+        return True, f"{tags};image:skipped"
     ok, why = lung_fields(image)
     image_part = f"image:{'+' if ok else '-'}{why}"
     if rule == "image_only":
         return ok, image_part
-    # The image check misses some abnormal chests (a large effusion or consolidation hides a lung), and dropping
-    # them would bias the store towards normal films; two independent tag sources that agree outweigh it.
-    strong_tags = sel.chest_tags == "+" and sel.chest_why == "body_part+description"
-    return (ok or strong_tags) and sel.chest_tags != "-", f"{tags};{image_part}"
+    return ok and sel.chest_tags != "-", f"{tags};{image_part}"
 
 
 def lung_fields(image: np.ndarray) -> tuple[bool, str]:

@@ -142,8 +142,9 @@ def test_chest_rules_combine_tags_and_image():
     s_strong = select_header(make_dataset(chest_phantom(), StudyDescription="XR CHEST PA"), CFG)
     assert chest_decision(s_pos, chest, "tags_and_image") == (True, "tags:+body_part;image:+lungs")
     assert chest_decision(s_pos, limb, "tags_and_image")[0] is False  # one tag alone is not trusted
-    # Body part and description agreeing outweigh a failed image check (abnormal chests hide a lung).
-    assert chest_decision(s_strong, limb, "tags_and_image") == (True, "tags:+body_part+description;image:-no_lung_pair")
+    # Body part and description agreeing decide without the image check (abnormal chests can hide a lung).
+    assert chest_decision(s_strong, limb, "tags_and_image") == (True, "tags:+body_part+description;image:skipped")
+    assert chest_decision(s_strong, limb, "image_only")[0] is False
     assert chest_decision(s_unknown, chest, "tags_and_image")[0] is True
     assert chest_decision(s_unknown, chest, "tags_only")[0] is False
     assert chest_decision(s_pos, limb, "tags_only")[0] is True
