@@ -70,13 +70,18 @@ class MI2Config:
         if not (len(self.embed_dims) == len(self.depths) == len(self.num_heads) == 4):
             _unsupported("IMAGE_ENCODER.SPEC", "stage lists", "four stages (DIM_EMBED, DEPTHS, NUM_HEADS)")
         self.window_size = _ints(spec.get("WINDOW_SIZE", 7), "IMAGE_ENCODER.SPEC.WINDOW_SIZE")[0]
-        self.drop_path_rate = float(spec.get("DROP_PATH_RATE", 0.0))
-        self.enable_checkpoint = bool(spec.get("ENABLE_CHECKPOINT", False))
+        self.drop_path_rate = spec.get("DROP_PATH_RATE", 0.0)
+        if not isinstance(self.drop_path_rate, (int, float)) or not 0 <= self.drop_path_rate < 1:
+            raise ModelError("models.mi2_bad_config", "config.yaml: IMAGE_ENCODER.SPEC.DROP_PATH_RATE must be in [0, 1)")
+        self.drop_path_rate = float(self.drop_path_rate)
+        self.enable_checkpoint = spec.get("ENABLE_CHECKPOINT", False) is True
         self.context_length = _ints(lang.get("CONTEXT_LENGTH", 77), "LANG_ENCODER.CONTEXT_LENGTH")[0]
         self.text_width = _ints(lang.get("WIDTH"), "LANG_ENCODER.WIDTH")[0]
         self.text_heads = _ints(lang.get("HEADS"), "LANG_ENCODER.HEADS")[0]
         self.text_layers = _ints(lang.get("LAYERS"), "LANG_ENCODER.LAYERS")[0]
-        self.autoregressive = bool(lang.get("AUTOGRESSIVE", True))  # the released key's spelling and default
+        self.autoregressive = lang.get("AUTOGRESSIVE", True)  # the released key's spelling and default
+        if not isinstance(self.autoregressive, bool):
+            raise ModelError("models.mi2_bad_config", "config.yaml: LANG_ENCODER.AUTOGRESSIVE must be true or false")
         self.projection_dim = _ints(unicl.get("DIM_PROJECTION"), "UNICL_MODEL.DIM_PROJECTION")[0]
         if self.text_width % self.text_heads or any(d % h for d, h in zip(self.embed_dims, self.num_heads)):
             _unsupported("WIDTH / DIM_EMBED", "not divisible by the head counts", "widths divisible by heads")

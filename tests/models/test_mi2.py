@@ -8,6 +8,7 @@ it shares no code with radadapt's model (timm DaViT + radadapt text tower).
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import numpy as np
@@ -186,7 +187,16 @@ def test_encoder_contract_and_preprocessing(mi2_tiny_dir, encoder):
 
 
 def test_tokenizer_offline_pads_to_77_and_pools_at_first_eos(mi2_tiny_dir, encoder):
-    tok = mi2.load_tokenizer(mi2_tiny_dir / mi2.TOKENIZER_DIR)
+    tok_dir = mi2_tiny_dir / mi2.TOKENIZER_DIR
+    vocab = json.loads((tok_dir / "vocab.json").read_text(encoding="utf-8"))
+    merges = (tok_dir / "merges.txt").read_text(encoding="utf-8").splitlines()
+    names = list(vocab)
+    # CLIP's layout: 256 byte symbols, their </w> forms, merged symbols, then BOS and EOS (largest ids)
+    assert names[:3] == ["!", '"', "#"] and vocab["!</w>"] == 256 and names[511] == names[255] + "</w>"
+    assert len(set(names[:256])) == 256 and names[-2:] == ["<|startoftext|>", "<|endoftext|>"]
+    assert merges[0] == "#version: 0.2" and len(merges) == 301 and len(vocab) == 512 + 300 + 2
+    tok = mi2.load_tokenizer(tok_dir)
+    assert tok.tokenize("pleural effusion") == ["pleural</w>", "effusion</w>"]  # learnt radiology merges
     enc = mi2.tokenize(tok, ["Pleural EFFUSION", "pleural effusion " * 60])
     ids, mask = enc["input_ids"], enc["attention_mask"]
     assert ids.shape == (2, 77) and mask.shape == (2, 77)
