@@ -8,7 +8,6 @@ import warnings
 import numpy as np
 import pytest
 from pydicom.dataset import Dataset
-from pydicom.sequence import Sequence
 
 from radadapt.ingest.dicomio import ReadFailure, decode_first_frame, missing_decoder, read_dicom
 
@@ -68,8 +67,6 @@ def test_foreign_and_empty_files(tmp_path):
 
 
 def test_bare_dataset_without_file_meta_is_read(tmp_path):
-    from pydicom.dataset import FileMetaDataset
-
     from pydicom.filebase import DicomFileLike
     from pydicom.filewriter import write_dataset
 

@@ -13,7 +13,7 @@ from radadapt.config import IngestSection
 from radadapt.ingest.pixels import render
 from radadapt.ingest.select import chest_decision, chest_tags, lung_fields, select_header, view_of
 
-from .factory import CR, DX, DX_PROC, SC, SR, chest_phantom, limb_phantom, make_dataset, pelvis_phantom
+from .factory import DX, DX_PROC, SC, SR, chest_phantom, limb_phantom, make_dataset, pelvis_phantom
 
 CFG = IngestSection()
 
