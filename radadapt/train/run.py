@@ -19,19 +19,17 @@ checkpoint ``checkpoints/latest.json`` names (or from step 0 if the run died bef
 
 from __future__ import annotations
 
-import hashlib
 import math
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from radadapt import __version__, atomic, console
+from radadapt import atomic, console
 from radadapt.config import TrainSection, load_config
 from radadapt.errors import DataError, TrainingStopped, UsageError
-
-RUN_FILE, CONFIG_FILE, PATIENTS_FILE = "run.json", "config.json", "train_patients.txt"
+from radadapt.train import rundir
+from radadapt.train.rundir import CONFIG_FILE, PATIENTS_FILE, RUN_FILE
 
 
 @dataclass
@@ -52,10 +50,6 @@ class TrainRequest:
     dry_run: bool = False
     device: str | None = None
     overrides: dict | None = None  # extra [train] settings (tests, benchmarks)
-
-
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def _train_section(req: TrainRequest) -> TrainSection:
@@ -98,24 +92,6 @@ def _workers(cfg: TrainSection, world: int) -> int:
         return cfg.num_workers
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(0, min(16, cores // max(1, world) - 1))
-
-
-def _patients_digest(patients: list[str]) -> str:
-    return hashlib.sha256("\n".join(patients).encode()).hexdigest()
-
-
-def _base_info(weights: Path, files: dict[str, str]) -> dict[str, Any]:
-    info: dict[str, Any] = {"path": str(weights.resolve()), "files": files}
-    pull = weights / "pull.json"
-    if pull.is_file():
-        import json
-
-        try:
-            rec = json.loads(pull.read_text(encoding="utf-8"))
-            info.update({k: rec.get(k) for k in ("repo", "revision", "commit")})
-        except ValueError:
-            pass
-    return info
 
 
 class _Session:
@@ -205,13 +181,13 @@ def start(req: TrainRequest) -> dict[str, Any]:
             atomic.write_text(out / PATIENTS_FILE, "".join(p + "\n" for p in s.training_set.patients))
             atomic.write_json(out / CONFIG_FILE, {"train": cfg.model_dump(mode="json"), "precision": s.precision,
                                                   "resolved": s.objective.settings.values})
-            _write_run(out, s, status="running", planned=steps, done=0, rule=rule, budget=req.time_budget)
+            rundir.write_run(out, s, status="running", planned=steps, done=0, rule=rule, budget=req.time_budget)
         dist_utils.barrier()
         trainer = s.trainer(out)
         if budget_s is not None:
             steps = _fit_budget(trainer, s, cfg, budget_s, time.monotonic() - t_start)
             if env.is_main:
-                _update_run(out, planned=steps)
+                rundir.update_run(out, planned=steps)
         trainer.set_total_steps(steps)
         return _train(out, s, trainer, start_step=0)
     finally:
@@ -249,52 +225,6 @@ def _fit_budget(trainer, s: _Session, cfg: TrainSection, budget_s: float, spent:
     return steps
 
 
-def _write_run(out: Path, s: _Session, *, status: str, planned: int | None, done: int, rule: str,
-               budget: str | None) -> None:
-    info = s.store.info
-    atomic.write_json(out / RUN_FILE, {
-        "format": "radadapt-run", "version": 1, "radadapt_version": __version__, "family": s.family,
-        "status": status, "created_at": _now(), "updated_at": _now(),
-        "base_model": _base_info(s.weights, getattr(s.objective, "base_files", {})),
-        "store": {"store_id": info.store_id, "path": str(s.store_path.resolve()), "key_fingerprint": info.key_fingerprint},
-        "subset": s.subset,
-        "data": {"images": len(s.training_set.index), "patients": len(s.training_set.patients),
-                 "patients_sha256": _patients_digest(s.training_set.patients)},
-        "layout": {"batch_size": s.cfg.batch_size, "accum": s.cfg.accum, "world_size": s.env.world_size,
-                   "global_batch": s.global_batch},
-        "steps": {"planned": planned, "done": done, "rule": rule, "time_budget": budget},
-        "precision": s.precision, "device": s.device,
-        "settings": s.objective.settings.values, "rules": s.objective.settings.rules,
-        "config": s.cfg.model_dump(mode="json"),
-    })
-
-
-def _read_run(run_dir: Path) -> dict[str, Any]:
-    import json
-
-    try:
-        return json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
-    except OSError:
-        raise UsageError("train.not_a_run", f"{run_dir} is not a training run (no {RUN_FILE})",
-                         hint="start one with `radadapt train --model rad-dino --store STORE --weights DIR --out RUN`") from None
-    except ValueError:
-        raise DataError("train.bad_run", f"{run_dir}/{RUN_FILE} is damaged") from None
-
-
-def _update_run(run_dir: Path, *, planned: int | None = None, done: int | None = None, status: str | None = None,
-                **extra: Any) -> None:
-    run = _read_run(run_dir)
-    if planned is not None:
-        run["steps"]["planned"] = planned
-    if done is not None:
-        run["steps"]["done"] = done
-    if status is not None:
-        run["status"] = status
-    run.update(extra)
-    run["updated_at"] = _now()
-    atomic.write_json(run_dir / RUN_FILE, run)
-
-
 def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]:  # noqa: ANN001
     from radadapt.train import distributed as dist_utils
     from radadapt.train.metrics import MetricsLog
@@ -306,7 +236,7 @@ def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]: 
         for line in s.objective.settings.rules:
             console.info(f"  {escape(line)}")
         trainer.metrics = MetricsLog(out)
-        trainer.on_checkpoint = lambda step: _update_run(out, done=step)
+        trainer.on_checkpoint = lambda step: rundir.update_run(out, done=step)
     try:
         with console.progress() as bar:
             if main:
@@ -315,11 +245,11 @@ def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]: 
             summary = trainer.fit(start_step)
     except TrainingStopped as exc:
         if main:
-            _update_run(out, status="stopped", stop={"code": exc.code, "message": exc.message})
+            rundir.update_run(out, status="stopped", stop={"code": exc.code, "message": exc.message})
         raise
     except KeyboardInterrupt:
         if main:
-            _update_run(out, status="interrupted")
+            rundir.update_run(out, status="interrupted")
         raise TrainingStopped("train.interrupted", "training was interrupted; the last checkpoint is kept",
                               hint=f"continue with `radadapt train --resume {out}`") from None
     finally:
@@ -328,7 +258,7 @@ def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]: 
     files: dict[str, str] = {}
     if main:
         files = s.objective.export(out / "final", extra={"run": out.name, "steps": trainer.total_steps})
-        _update_run(out, status="completed", done=trainer.total_steps, final={"files": files})
+        rundir.update_run(out, status="completed", done=trainer.total_steps, final={"files": files})
     dist_utils.barrier()
     return {"run": str(out), "family": s.family, "status": "completed", "steps": trainer.total_steps,
             "images": len(s.training_set.index), "global_batch": s.global_batch,
@@ -346,7 +276,7 @@ def resume(run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
     from radadapt.train import metrics as metrics_mod
 
     run_dir = Path(run_dir)
-    run = _read_run(run_dir)
+    run = rundir.read_run(run_dir)
     if run.get("status") == "completed" and (run_dir / "final").is_dir():
         return {"run": str(run_dir), "family": run["family"], "status": "completed", "steps": run["steps"]["done"],
                 "final": str(run_dir / "final"), "note": "the run was already complete"}
@@ -365,7 +295,7 @@ def resume(run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
             )
         s = _Session(run["family"], Path(run["store"]["path"]), Path(run["base_model"]["path"]), cfg,
                      run.get("subset"), device, env)
-        _check_same_inputs(run, s)
+        rundir.check_same_inputs(run, s)
         found = ckpt.latest(run_dir / "checkpoints")
         if planned is None:  # killed while measuring the time budget: measure again
             planned = _fit_budget_again(run_dir, s, cfg, run)
@@ -374,7 +304,7 @@ def resume(run_dir: Path, *, device: str | None = None) -> dict[str, Any]:
         start_step = trainer.load_checkpoint(found) if found is not None else 0
         if env.is_main:
             metrics_mod.truncate(run_dir, start_step)
-            _update_run(run_dir, status="running", done=start_step)
+            rundir.update_run(run_dir, status="running", done=start_step)
             console.info(f"resuming {escape(run_dir.name)} at step {start_step:,} of {planned:,}")
         dist_utils.barrier()
         return _train(run_dir, s, trainer, start_step)
@@ -390,26 +320,5 @@ def _fit_budget_again(run_dir: Path, s: _Session, cfg: TrainSection, run: dict) 
         raise DataError("train.bad_run", f"{run_dir}/{RUN_FILE} has no planned step count")
     steps = _fit_budget(s.trainer(run_dir), s, cfg, parse_duration(budget), 0.0)
     if s.env.is_main:
-        _update_run(run_dir, planned=steps)
+        rundir.update_run(run_dir, planned=steps)
     return steps
-
-
-def _check_same_inputs(run: dict, s: _Session) -> None:
-    from radadapt.models.encoder import sha256_file
-
-    if s.store.info.store_id != run["store"]["store_id"]:
-        raise DataError("train.store_changed", "the store at the recorded path is not the one this run started from",
-                        hint="restore the original store, or start a new run")
-    if _patients_digest(s.training_set.patients) != run["data"]["patients_sha256"] or \
-            len(s.training_set.index) != run["data"]["images"]:
-        raise DataError("train.store_changed", "the store's training images changed since the run started",
-                        hint="a resumed run must see the same images; start a new run on the updated store")
-    for name, digest in run["base_model"]["files"].items():
-        path = s.weights / name
-        if not path.is_file() or sha256_file(path) != digest:
-            raise DataError("train.base_changed", f"base model file {name} is missing or changed since the run started",
-                            hint="restore the original --weights directory, or start a new run")
-    if s.objective.settings.values != run["settings"]:
-        raise DataError("train.settings_changed", "this radadapt resolves the run's settings differently",
-                        hint="resume with the radadapt version that started the run")
-

@@ -110,14 +110,40 @@ def test_mixed_precision_and_accumulation_paths_run(train_store, tiny_weights, t
     assert json.loads((out / "run.json").read_text())["layout"]["global_batch"] == 8
 
 
-def test_time_budget_fixes_the_schedule_before_training(train_store, tiny_weights, tmp_path):
+def test_time_budget_fixes_the_schedule_before_training(train_store, tiny_weights, tmp_path, monkeypatch):
+    from radadapt.train.trainer import Trainer
+
+    measured = []
+    real = Trainer.measure_step_seconds
+
+    def measure(self, n_steps, provisional_total):
+        measured.append(real(self, n_steps, provisional_total))  # really runs (and undoes) the steps
+        return 600.0  # then pretend a step takes 10 minutes, so the arithmetic is checkable on any machine
+
+    monkeypatch.setattr(Trainer, "measure_step_seconds", measure)
     out = tmp_path / "budget"
-    res = start(_request(train_store, tiny_weights, out, time_budget="6s", batch_size=4,
+    res = start(_request(train_store, tiny_weights, out, time_budget="1h", batch_size=4,
                          overrides={"budget_measure_steps": 3}))
     run = json.loads((out / "run.json").read_text())
-    assert run["steps"]["planned"] == res["steps"] == run["steps"]["done"] >= 1
-    assert run["steps"]["time_budget"] == "6s"
-    assert len(metrics.read(out)) == res["steps"]  # the measured steps were undone, not logged
+    assert measured and measured[0] > 0
+    assert run["steps"]["planned"] == res["steps"] == run["steps"]["done"] == 5  # (3600 - a few s) // 600
+    assert run["steps"]["time_budget"] == "1h"
+    assert len(metrics.read(out)) == 5  # the measured steps were undone, not logged
+
+
+def test_measuring_steps_leaves_no_trace(train_store, tiny_weights, tmp_path):
+    from radadapt.train.distributed import DistEnv
+    from radadapt.train.run import _Session, _train_section
+
+    cfg = _train_section(_request(train_store, tiny_weights, None, batch_size=4))
+    s = _Session("rad_dino", train_store, tiny_weights, cfg, None, "cpu", DistEnv())
+    trainer = s.trainer(tmp_path)
+    before = {k: v.clone() for k, v in s.objective.state_dict().items()}
+    rng = torch.get_rng_state()
+    assert trainer.measure_step_seconds(3, provisional_total=100) > 0
+    after = s.objective.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+    assert torch.equal(rng, torch.get_rng_state()) and not trainer.optimizer.state
 
 
 def test_sigterm_checkpoints_at_the_step_boundary_and_resume_finishes(train_store, tiny_weights, tmp_path,
