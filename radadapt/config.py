@@ -182,6 +182,7 @@ class BenchSection(Section):
     knn_k: int = Field(20, ge=1)
     knn_temperature: float = Field(0.07, gt=0)
     attentive_probe: bool = False  # attentive pooling over patch tokens (trained; slower)
+    attentive_epochs: int = Field(20, ge=1)
     probe_train_images: int = Field(20000, ge=1)  # cap on train-split images for fitting probes (whole patients)
     eval_images: int | None = None  # cap per val/test split (whole patients); default: all
     batch_size: int = Field(32, ge=1)

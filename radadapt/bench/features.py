@@ -5,8 +5,8 @@ Cache layout (default ``RESULTS/cache``, or ``[benchmark] cache_dir`` to share i
     CACHE/<model fingerprint[:32]>-<kind>-v<FEATURE_VERSION>/part-<time>-<pid>.safetensors
 
 A shard holds up to ``shard_rows`` images: one tensor per feature (``cls``, ``patch_mean``, ``layers`` for kind
-``pooled``; ``patch_grid`` for kind ``grid``; ``joint``, the L2-normalised image-text embedding, for kind
-``joint``), float16 unless a value would overflow it, and in its metadata the
+``pooled``; ``patch_grid`` for kind ``grid``; ``tokens``, the grid pooled to at most 8 x 8, for kind ``tokens``;
+``joint``, the L2-normalised image-text embedding, for kind ``joint``), float16 unless a value would overflow it, and in its metadata the
 list of image tags of its rows. An image tag hashes the store id, the image key and where its pixels live in the
 store, so a different model (fingerprint: sha256 of the weights and the preprocessing config) or a re-ingested
 image never hits a stale entry. Shards are written atomically as extraction goes, so an interrupted benchmark
@@ -122,6 +122,10 @@ def _forward(encoder: "Encoder", pixels, kind: str) -> dict[str, np.ndarray]:
     if kind == "joint":
         return {"joint": encoder.encode_image(pixels).float().cpu().numpy()}
     feats = encoder.features(pixels)
+    if kind == "tokens":
+        from radadapt.bench.attentive import pool_tokens
+
+        return {"tokens": pool_tokens(feats["patch_grid"]).cpu().numpy()}
     if kind == "grid":
         return {"patch_grid": feats["patch_grid"].float().cpu().numpy()}
     out = {"cls": feats["cls"].float().cpu().numpy(), "patch_mean": feats["patch_mean"].float().cpu().numpy()}

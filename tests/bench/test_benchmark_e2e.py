@@ -96,10 +96,13 @@ def test_mixed_families_mi2_zero_shot_and_retrieval(tmp_path, tiny_rad_dino):
     build_store(store, n_patients=24, seed=3, masks=False)
     mi2.write_tiny(tmp_path / "mi2", seed=0)
     cfg = BenchSection(min_positives=2, c_values=4, max_iter=20, refit_iter=30, linear_features=["cls"],
-                       segmentation=False)
+                       segmentation=False, attentive_probe=True, attentive_epochs=4)
     res = run_benchmark(BenchmarkRequest(store=store, baseline=tiny_rad_dino, candidates=[tmp_path / "mi2"],
                                          out=tmp_path / "out", bootstrap=50, config=cfg))
     assert [m.family for m in res.models] == ["rad_dino", "mi2"]
+    assert {p.name for p in res.probes} == {"linear:cls", "knn:cls", "attentive:patch"}
+    evaluated = [lab for lab in res.classification.labels if lab.status == "evaluated"]
+    assert evaluated and all("attentive:patch" in lab.results["candidate"] for lab in evaluated)
     cand = res.models[1]
     assert cand.training_check.status == "unverified"  # a bare model directory: warned, not refused
     assert any("carries no record" in w for w in res.warnings)

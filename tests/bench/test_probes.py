@@ -75,3 +75,25 @@ def test_knn_separates_clusters():
     t = LabelTargets(ys[0][:, None].astype(np.int8), np.ones((500, 1), bool))
     s = knn_scores(xs[0], t, xs[1], k=20, temperature=0.07)
     assert M.auroc(s[:, 0], ys[1])[0] > 0.9
+
+
+def test_attentive_probe_finds_a_signal_in_one_token_of_many():
+    from radadapt.bench.attentive import fit_attentive_probe
+
+    rng = np.random.default_rng(3)
+
+    def make(n, t=16, d=16):
+        y = rng.random(n) < 0.4
+        x = rng.normal(size=(n, t, d)).astype(np.float32)
+        where = rng.integers(0, t, n)
+        x[np.arange(n), where, 0] += np.where(y, 4.0, 0.0)  # one token of sixteen carries the finding
+        return x, LabelTargets(y[:, None].astype(np.int8), np.ones((n, 1), bool))
+
+    (xt, tt), (xv, tv), (xs, ts) = make(600), make(200), make(400)
+    predict, thr = fit_attentive_probe(xt, tt, xv, tv, epochs=15)
+    s = predict(xs)[:, 0]
+    assert M.auroc(s, ts.y[:, 0].astype(bool))[0] > 0.85
+    assert 0 < thr[0] < 1
+    # a mean over tokens dilutes the same signal 16-fold
+    mean_auc = M.auroc(xs[:, :, 0].mean(1), ts.y[:, 0].astype(bool))[0]
+    assert mean_auc + 0.05 < M.auroc(s, ts.y[:, 0].astype(bool))[0]
