@@ -146,6 +146,54 @@ class DinoSection(Section):
     augment: AugmentSection = AugmentSection()
 
 
+UniclSource = Literal["reports", "findings", "devices"]
+MI2AugmentOp = Literal["identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y", "brightness",
+                       "contrast", "sharpness", "gamma", "autocontrast", "equalize"]
+
+
+class UniclSection(Section):
+    """UniCL continual pretraining of MI2 (docs/training_mi2.md). Defaults: the released recipe (config.yaml)."""
+
+    sources: list[UniclSource] = Field(["reports", "findings", "devices"], min_length=1)  # the study's design
+    require_labels: bool = True  # findings/devices wanted but no labels.csv: stop (true) or train on reports (false)
+    findings: list[str] | Literal["all"] = "all"  # labels.json finding columns used for prompts
+    devices: list[str] | Literal["all"] = "all"  # labels.json device columns used for prompts
+    use_uncertain: bool = False  # also prompt uncertain findings (-1) / devices ("uncertain")
+    label_fraction: float = Field(0.5, ge=0, le=1)  # P(label prompt) for an image that has a report and labels
+    label_mode: Literal["one", "set"] = "one"  # one fact per prompt (UniCL single-label), or the study's full set
+    prompt_templates: list[str] = Field(["x-ray chest {view} {label}"], min_length=1)
+    report_classes: Literal["text", "unique"] = "text"  # equal token sequences share a class, or each pair its own
+    lr: float = Field(1e-5, gt=0)  # peak (START_LEARNING_RATE; no batch scaling, as released)
+    min_lr: float = Field(1e-9, ge=0)
+    warmup: float = Field(0.05, ge=0, le=1)  # fraction of the run (released: 5 of 100 epochs), from 1e-9
+    weight_decay: float = Field(0.2, ge=0)
+    clip_grad: float = Field(1.0, ge=0)  # 0 = no clipping
+    ema: float = Field(0.999, ge=0, lt=1)  # EMA of weights (WEIGHT_SMOOTHING); final/ holds it; 0 = off
+    ema_warmup: bool = True  # decay min(ema, (1+t)/(10+t)): short runs do not export the base model
+    logit_scale_max: float | None = None  # clamp T = exp(logit_scale) at this value (CLIP: 100); none as released
+    drop_path: float | Auto = "auto"  # image tower stochastic depth; auto = config.yaml DROP_PATH_RATE
+    freeze: list[str] = []  # regular expressions on parameter names, e.g. "^lang_encoder\\.resblocks\\.[0-2]\\."
+    image_size: int | Auto = "auto"  # training crop size; auto = config.yaml IMAGE_SIZE (480)
+    crop_scale: tuple[float, float] = (0.8, 1.0)
+    crop_ratio: tuple[float, float] = (0.75, 1.3333333)
+    augment_ops: list[MI2AugmentOp] = ["identity", "rotate", "shear_x", "shear_y", "translate_x", "translate_y",
+                                       "brightness", "contrast", "sharpness", "gamma", "autocontrast", "equalize"]
+    erase_p: float = Field(0.25, ge=0, le=1)
+    erase_scale: tuple[float, float] = (0.02, 0.33)
+
+    @model_validator(mode="after")
+    def _check(self) -> "UniclSection":
+        import string
+
+        for template in self.prompt_templates:
+            fields = {f for _, f, _, _ in string.Formatter().parse(template) if f is not None}
+            if "label" not in fields or fields - {"label", "view"}:
+                raise ValueError(f"prompt template {template!r} must use {{label}} and may use only {{view}}")
+        if self.image_size != "auto" and (self.image_size < 32 or self.image_size % 4):
+            raise ValueError("image_size must be a multiple of 4, at least 32")
+        return self
+
+
 class TrainSection(Section):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     checkpoint_minutes: float = Field(15.0, gt=0)
@@ -165,6 +213,7 @@ class TrainSection(Section):
     guard_collapse_patience: int = Field(200, ge=1)  # consecutive collapsed steps before stopping
     guard_fp16_skips: int = Field(20, ge=1)  # consecutive fp16 overflow skips before stopping
     dino: DinoSection = DinoSection()
+    unicl: UniclSection = UniclSection()
 
 
 # -- benchmark ---------------------------------------------------------------------------------------------------
@@ -199,6 +248,9 @@ class BenchSection(Section):
 # -- export ------------------------------------------------------------------------------------------------------
 class ExportSection(Section):
     licence_note: str | None = None  # extra licence text for the model card
+    min_cell_count: int = Field(10, ge=1)  # model card breakdowns: smaller counts are shown as "<N"
+    card_manufacturers: bool = True  # list scanner manufacturers in the model card's training-data section
+    phi_max_phrase: int = Field(8, ge=1, le=32)  # longest run of words tested against the identifier audit
 
 
 class SiteConfig(Section):
