@@ -117,9 +117,14 @@ class _Session:
         torch.manual_seed(cfg.seed)  # a fresh head's initialisation is part of the run's definition
         self.objective = build_objective(family, weights, cfg, n_images=len(self.training_set.index),
                                          global_batch=self.global_batch, steps_per_epoch=self.steps_per_epoch)
+        self.objective.attach_data(self.store, self.training_set)  # e.g. UniCL's report/label pairs
 
     def trainer(self, run_dir: Path | None):  # noqa: ANN201
+        import torch
+
         from radadapt.train.trainer import LoopSettings, Trainer
+
+        torch.manual_seed(self.cfg.seed + self.env.rank)  # training draws (drop path) differ per rank, as in DINOv2
 
         c = self.cfg
         loop = LoopSettings(
@@ -237,8 +242,10 @@ def _train(out: Path, s: _Session, trainer, start_step: int) -> dict[str, Any]: 
             console.info(f"  {escape(line)}")
         trainer.metrics = MetricsLog(out)
         trainer.on_checkpoint = lambda step: rundir.update_run(out, done=step)
+    import contextlib
+
     try:
-        with console.progress() as bar:
+        with console.progress() if main else contextlib.nullcontext() as bar:
             if main:
                 trainer.progress = bar
                 trainer.progress_task = bar.add_task("training", total=trainer.total_steps, completed=start_step)

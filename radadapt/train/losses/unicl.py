@@ -43,6 +43,10 @@ def unicl_targets(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return kept, (y[:, None] == y[None, :]).float()
 
 
+def _f32(x: torch.Tensor) -> torch.Tensor:
+    return x if x.dtype == torch.float64 else x.float()  # float64 stays (gradient checks), 16-bit goes to 32
+
+
 def _soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
     """Mean over rows of ``-sum_b t_ab log softmax(logits_a.)_b / sum_b t_ab``."""
     logp = F.log_softmax(logits, dim=1)
@@ -55,14 +59,14 @@ def unicl_loss(image_embeds: torch.Tensor, text_embeds: torch.Tensor, logit_scal
     "positives"}. ``logit_scale`` is T itself (not its log). Ignored pairs contribute nothing; a batch with no
     pair left gives a zero loss that still depends on the inputs (so every rank runs the same backward)."""
     with torch.autocast(device_type=image_embeds.device.type, enabled=False):
-        img, txt, scale = image_embeds.float(), text_embeds.float(), logit_scale.float()
+        img, txt, scale = _f32(image_embeds), _f32(text_embeds), _f32(logit_scale)
         kept, targets = unicl_targets(labels)
         if targets.shape[0] == 0:
             zero = (img.sum() + txt.sum()) * 0.0 + scale * 0.0
             nothing = zero.detach()
             return {"loss": zero, "unicl_i2t": nothing, "unicl_t2i": nothing, "i2t_acc": nothing,
                     "t2i_acc": nothing, "positives": nothing}
-        img, txt = img[kept], txt[kept]
+        img, txt, targets = img[kept], txt[kept], targets.to(img.dtype)
         logits = scale * img @ txt.t()  # [n, n]: image a (rows) against text b (columns)
         i2t = _soft_cross_entropy(logits, targets)
         t2i = _soft_cross_entropy(logits.t(), targets.t())

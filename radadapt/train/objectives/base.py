@@ -69,6 +69,11 @@ class Objective(nn.Module):
     def data_spec(self, seed: int, world_size: int, batch_size: int) -> DataSpec:
         raise NotImplementedError
 
+    def attach_data(self, store: Any, training_set: Any) -> None:
+        """Called once the training set is chosen, before anything is written (dry runs too), on every rank
+        (``run._Session``): objectives whose samples need more than pixels (UniCL: reports and labels) check
+        the store (``manifest.Store``) and build their lookup tables for ``training_set.index`` here."""
+
     def forward(self, batch: dict) -> dict[str, torch.Tensor]:
         """{"loss": scalar to backpropagate, named parts (detached or not), monitoring values}."""
         raise NotImplementedError
