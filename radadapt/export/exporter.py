@@ -119,16 +119,37 @@ def _first_last_loss(run_dir: Path) -> tuple[float | None, float | None]:
     return first, last
 
 
+def _earlier_export(base_path: Path) -> dict | None:
+    """provenance.json of an earlier radadapt export the run started from (the export or its meta/ or mi2/)."""
+    for folder in (base_path, base_path.parent):
+        try:
+            prov = provenance.read_provenance(folder)
+        except DataError:
+            continue
+        return prov
+    return None
+
+
 def _base(run: dict, family: str, layout: dict) -> dict[str, Any]:
-    b = run.get("base_model") or {}
+    b = dict(run.get("base_model") or {})
     tiny = bool(layout.get("tiny"))
-    if family == "rad_dino" and b.get("path"):
+    earlier = _earlier_export(Path(b["path"])) if b.get("path") else None
+    if earlier is not None:  # training continued from an export: inherit what it knew about its own base
+        up = earlier.get("base_model") or {}
+        tiny = bool(up.get("tiny"))
+        for k in ("repo", "revision", "commit"):
+            b.setdefault(k, None)
+            b[k] = b[k] or up.get(k)
+    elif family == "rad_dino" and b.get("path"):
         try:  # the tiny marker lives in the base's own config.json (when that folder is still there)
             cfg = json.loads((Path(b["path"]) / "config.json").read_text(encoding="utf-8"))
             tiny = bool((cfg.get("radadapt") or {}).get("tiny"))
         except (OSError, ValueError, AttributeError):
             pass
-    if b.get("repo"):
+    if earlier is not None:
+        origin = b.get("repo") or ("radadapt's tiny random model" if tiny else "local weights")
+        label = f"an earlier radadapt export of this site (itself from {origin})"
+    elif b.get("repo"):
         label = str(b["repo"])
     elif tiny:
         label = f"the tiny random {FAMILY_NAMES[family]} of radadapt (`radadapt models tiny`)"
@@ -136,7 +157,7 @@ def _base(run: dict, family: str, layout: dict) -> dict[str, Any]:
         label = "local weights (not pulled from a hub by radadapt)"
     files = sorted((b.get("files") or {}).items())
     return {"label": label, "repo": b.get("repo"), "revision": b.get("revision"), "commit": b.get("commit"),
-            "files": files, "tiny": tiny}
+            "files": files, "tiny": tiny, "earlier_export": earlier is not None}
 
 
 def _public_base_hashes(run: dict) -> set[str]:
@@ -159,6 +180,10 @@ def export_run(req: ExportRequest) -> dict[str, Any]:
     _check_out(out, req.force)
     audit = _audit(req, cfg, run)  # fail before any heavy work
     results = summary.load_results(req.results) if req.results is not None else None
+    if results is not None:  # results of another model: refuse before writing gigabytes
+        from radadapt.export.layouts import encoder_fingerprint
+
+        summary.benchmark(results, encoder_fingerprint(family, run_dir / "final"), run["store"].get("store_id"))
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
@@ -216,7 +241,8 @@ def _build(req: ExportRequest, cfg, run: dict, run_dir: Path, staging: Path, aud
     prov = {
         "format": provenance.EXPORT_FORMAT, "version": provenance.EXPORT_VERSION, "radadapt_version": __version__,
         "family": family, "site": cfg.site.name,
-        "base_model": {k: base[k] for k in ("repo", "revision", "commit")} | {"files": dict(base["files"])},
+        "base_model": {k: base[k] for k in ("repo", "revision", "commit", "tiny", "earlier_export")}
+        | {"files": dict(base["files"])},
         "run": {"radadapt_version": run.get("radadapt_version"), "status": run.get("status"), "steps": steps,
                 "subset": run.get("subset"), "data": run.get("data"), "layout": layout_info,
                 "precision": run.get("precision"), "final_files": (run.get("final") or {}).get("files")},

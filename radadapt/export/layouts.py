@@ -23,6 +23,7 @@ that model, so an export never holds weights other than the run's.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -44,11 +45,34 @@ def _same(a: Mapping[str, Any], b: Mapping[str, Any], what: str) -> None:
         raise ModelError("export.layout_mismatch", f"{what}: {len(bad)} exported tensor(s) differ from the run's model")
 
 
+def encoder_fingerprint(family: str, model_dir: Path) -> str:
+    """What ``registry.load_encoder(model_dir).fingerprint`` gives (the benchmark's model identity and feature
+    cache key), from file hashes alone: RAD-DINO hashes its backbone safetensors (transformers layout first, as
+    ``load_backbone`` prefers) and preprocessor_config.json (models/rad_dino_encoder.py); MI2 its weights and
+    config.yaml (models/mi2.py). The tests check both against the registry."""
+    from radadapt.models import mi2, rad_dino
+    from radadapt.models.encoder import fingerprint_files
+
+    if family == "mi2":
+        root = mi2.resolve_release_dir(model_dir)
+        return mi2.fingerprint_from_hashes(mi2.file_hashes(root))
+    root = Path(model_dir)
+    if (root / rad_dino.HF_INDEX).is_file():
+        index = json.loads((root / rad_dino.HF_INDEX).read_text(encoding="utf-8")).get("weight_map") or {}
+        keyed = [root / n for n in sorted(set(index.values()))]
+    elif (root / rad_dino.HF_WEIGHTS).is_file():
+        keyed = [root / rad_dino.HF_WEIGHTS]
+    else:
+        keyed = [root / rad_dino.META_WEIGHTS]
+    if (root / rad_dino.PREPROCESSOR).is_file():
+        keyed.append(root / rad_dino.PREPROCESSOR)
+    return fingerprint_files(keyed)
+
+
 # -- RAD-DINO ------------------------------------------------------------------------------------------------------
 def write_rad_dino(final: Path, out: Path, extra: Mapping[str, Any]) -> dict[str, Any]:
     """Transformers files at ``out``, the Meta backbone + head under ``out/meta``; returns what the card needs."""
     from radadapt.models import rad_dino
-    from radadapt.models.encoder import fingerprint_files
 
     has_head = (final / rad_dino.HEAD_WEIGHTS).is_file()
     ck = rad_dino.load_pretrained(final, head="file" if has_head else "none")
@@ -75,14 +99,6 @@ def write_rad_dino(final: Path, out: Path, extra: Mapping[str, Any]) -> dict[str
     if rad_dino.load_preprocessing(out).to_processor_config() != ck.preprocessing.to_processor_config():
         raise ModelError("export.layout_mismatch", "preprocessor_config.json differs from the run's preprocessing")
 
-    # The benchmark's cache key for a RAD-DINO directory: its backbone safetensors and its preprocessing
-    # (models/rad_dino_encoder.py); the tests check it equals registry.load_encoder(...).fingerprint.
-    def fingerprint(root: Path, files: Mapping[str, str]) -> str:
-        keyed = [root / n for n in files if n.endswith(".safetensors") and n != rad_dino.HEAD_WEIGHTS]
-        if (root / rad_dino.PREPROCESSOR).is_file():
-            keyed.append(root / rad_dino.PREPROCESSOR)
-        return fingerprint_files(keyed)
-
     config = ck.config
     return {
         "layout": [
@@ -96,8 +112,8 @@ def write_rad_dino(final: Path, out: Path, extra: Mapping[str, Any]) -> dict[str
         ],
         "architecture": f"DINOv2 ViT, {config.num_hidden_layers} layers, width {config.hidden_size}, patch "
                         f"{config.patch_size}, {config.image_size} px",
-        "run_fingerprint": fingerprint(final, ck.files),
-        "fingerprint": fingerprint(out, {rad_dino.HF_WEIGHTS: ""}),
+        "run_fingerprint": encoder_fingerprint("rad_dino", final),
+        "fingerprint": encoder_fingerprint("rad_dino", out),
         "has_head": has_head, "head_source": ck.head_source,
         "image_size": int(config.image_size),
     }
@@ -146,7 +162,7 @@ def write_mi2(final: Path, out: Path) -> dict[str, Any]:
                         f"{cfg.text_layers}-layer text transformer, {cfg.projection_dim}-d joint space, "
                         f"{cfg.image_size} px",
         "run_fingerprint": mi2.fingerprint_from_hashes(hashes),
-        "fingerprint": mi2.fingerprint_from_hashes(new_hashes),
+        "fingerprint": mi2.fingerprint_from_hashes(new_hashes),  # = encoder_fingerprint("mi2", out / "mi2")
         "image_size": cfg.image_size, "is_huge": cfg.is_huge, "width": cfg.embed_dims[-1],
         "timm_kwargs": ", ".join(f"{k}={tuple(v) if isinstance(v, (list, tuple)) else v}" for k, v in kw.items()),
         "tiny": str((cfg.raw or {}).get("NAME", "")).startswith("radadapt tiny"),
