@@ -16,9 +16,10 @@ MI2 (``write_mi2``)::
     mi2/                                                        the released layout (config.yaml, both towers
                                                                 in vision_model/medimageinsigt-v1.0.0.pt, tokenizer)
 
-Every file is written from the model as loaded strictly from the run's ``final/``; afterwards every layout is read
-back (strictly where a radadapt loader exists, by name and tensor otherwise) and compared tensor for tensor with
-that model, so an export never holds weights other than the run's.
+Every file is written from the model as loaded strictly from the run's ``final/``; afterwards every file is read
+back and compared tensor for tensor with that model (RAD-DINO: through the strict loaders of both layouts; MI2:
+streamed one tensor at a time, so the 2.5 GB model is never held twice), so an export never holds weights other
+than the run's. The tests load every layout with the strict loaders, transformers and timm.
 """
 
 from __future__ import annotations
@@ -33,6 +34,21 @@ from radadapt import atomic
 from radadapt.errors import ModelError
 
 META_DIR = "meta"
+
+
+def _same_file(path: Path, expected: Mapping[str, Any], what: str) -> None:
+    """A safetensors file holds exactly ``expected`` (names, shapes, values), read one tensor at a time so a
+    2.5 GB file never sits in memory beside the model it came from."""
+    import torch
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as fh:
+        if set(fh.keys()) != set(expected):
+            raise ModelError("export.layout_mismatch", f"{what}: the exported tensors differ in names from the run's model")
+        for name in expected:
+            t = fh.get_tensor(name)
+            if t.shape != expected[name].shape or not torch.equal(t, expected[name].detach().to(t.dtype)):
+                raise ModelError("export.layout_mismatch", f"{what}: tensor {name} differs from the run's model")
 
 
 def _same(a: Mapping[str, Any], b: Mapping[str, Any], what: str) -> None:
@@ -125,10 +141,12 @@ def write_mi2(final: Path, out: Path) -> dict[str, Any]:
     from radadapt.models import mi2
     from radadapt.models import weights as wfiles
 
+    from radadapt.models.mi2_convert import convert_radadapt_to_released
+
     model, _tok, cfg, hashes = mi2.load_pretrained(final)
     release = mi2.resolve_release_dir(final)
     tok_src = release / mi2.TOKENIZER_DIR
-    mi2.save_model_dir(model, tok_src, out / "mi2", config=cfg)
+    saved = mi2.save_model_dir(model, tok_src, out / "mi2", config=cfg)
     mi2.save_timm_image_tower(model, out / "image_tower" / "model.safetensors")
     atomic.write_json(out / "image_tower" / "config.json", timm_config(cfg))
     state = model.state_dict()
@@ -140,13 +158,12 @@ def write_mi2(final: Path, out: Path) -> dict[str, Any]:
     for name in mi2.TOKENIZER_FILES:
         atomic.write_bytes(out / "tokenizer" / name, (tok_src / name).read_bytes())
 
-    # Read every layout back and compare with the run's model.
-    again, _t, _c, new_hashes = mi2.load_pretrained(out / "mi2")
-    _same(state, again.state_dict(), "mi2/")
-    _same(model.image_encoder.state_dict(), wfiles.load_file(out / "image_tower" / "model.safetensors")[0],
-          "image_tower/model.safetensors")
-    _same(text, wfiles.load_file(out / "text_tower" / "model.safetensors")[0], "text_tower/model.safetensors")
-    _same(heads, wfiles.load_file(out / "projections.safetensors")[0], "projections.safetensors")
+    # Read every file back (header checked first) and compare with the run's model, tensor by tensor.
+    for rel, expected in ((f"mi2/{mi2.WEIGHTS_FILE}", convert_radadapt_to_released(state)),
+                          ("image_tower/model.safetensors", model.image_encoder.state_dict()),
+                          ("text_tower/model.safetensors", text), ("projections.safetensors", heads)):
+        wfiles.read_header(out / rel)
+        _same_file(out / rel, expected, rel)
     kw = cfg.timm_kwargs()
     return {
         "layout": [
@@ -162,7 +179,7 @@ def write_mi2(final: Path, out: Path) -> dict[str, Any]:
                         f"{cfg.text_layers}-layer text transformer, {cfg.projection_dim}-d joint space, "
                         f"{cfg.image_size} px",
         "run_fingerprint": mi2.fingerprint_from_hashes(hashes),
-        "fingerprint": mi2.fingerprint_from_hashes(new_hashes),  # = encoder_fingerprint("mi2", out / "mi2")
+        "fingerprint": mi2.fingerprint_from_hashes(saved),  # = encoder_fingerprint("mi2", out / "mi2")
         "image_size": cfg.image_size, "is_huge": cfg.is_huge, "width": cfg.embed_dims[-1],
         "timm_kwargs": ", ".join(f"{k}={tuple(v) if isinstance(v, (list, tuple)) else v}" for k, v in kw.items()),
         "tiny": str((cfg.raw or {}).get("NAME", "")).startswith("radadapt tiny"),
