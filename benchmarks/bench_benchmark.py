@@ -131,7 +131,8 @@ def bench_probes(args) -> dict:
     times = []
     for _ in range(args.repeats):
         t0 = time.perf_counter()
-        probe = fit_linear_probe(x[:n], tr, x[n:], va, cs=cs, device=args.device if args.probe_on_device else "cpu")
+        probe = fit_linear_probe(x[:n], tr, x[n:], va, cs=cs, patience=args.patience,
+                                 device=args.device if args.probe_on_device else "cpu")
         times.append(time.perf_counter() - t0)
     # reference: scikit-learn lbfgs, same C grid, one label (the most prevalent), cold starts as DINOv2 does
     xs = (x[:n] - x[:n].mean(0)) / x[:n].std(0)
@@ -142,7 +143,7 @@ def bench_probes(args) -> dict:
     sk_one = (time.perf_counter() - t0) * args.sklearn_stride
     return {
         "what": "linear probe C sweep (fit on train, pick C on val, refit, thresholds)", "images": n,
-        "val_images": nv, "features": d, "labels": k, "c_values": len(cs), "torch_threads": torch.get_num_threads(),
+        "val_images": nv, "features": d, "labels": k, "c_values": len(cs), "c_patience": args.patience, "torch_threads": torch.get_num_threads(),
         "seconds": round(min(times), 2), "target_seconds": 120, "lbfgs_iterations": probe.iterations,
         "sklearn_lbfgs_one_label_s": round(sk_one, 2), "sklearn_lbfgs_30_labels_estimate_s": round(sk_one * k, 1),
         "speedup_vs_sklearn": round(sk_one * k / min(times), 1),
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--probe-images", type=int, default=10000)
     ap.add_argument("--probe-dim", type=int, default=768)
     ap.add_argument("--probe-labels", type=int, default=30)
+    ap.add_argument("--patience", type=int, default=6, help="[benchmark] c_patience (0: the full 45-C sweep)")
     ap.add_argument("--probe-on-device", action="store_true", help="run the probe sweep on --device too")
     ap.add_argument("--sklearn-stride", type=int, default=5, help="time every k-th C for the sklearn reference")
     ap.add_argument("--json", action="store_true")

@@ -226,6 +226,7 @@ class BenchSection(Section):
     c_values: int = Field(45, ge=1)  # DINOv2's sweep: 45 log-spaced C in [c_min, c_max]
     c_min: float = Field(1e-6, gt=0)
     c_max: float = Field(1e5, gt=0)
+    c_patience: int = Field(6, ge=0)  # end a label's sweep after this many C without a better val AUROC; 0 = all
     max_iter: int = Field(100, ge=1)  # L-BFGS iterations per C of the sweep (warm-started)
     refit_iter: int = Field(500, ge=1)  # at the chosen C
     knn_k: int = Field(20, ge=1)

@@ -59,13 +59,6 @@ class Fit:
     converged: torch.Tensor  # [k] bool
 
 
-def _loss_grad(z: torch.Tensor, y: torch.Tensor, m: torch.Tensor, inv_n: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Masked mean log-loss per column and its derivative with respect to the logits."""
-    loss = ((torch.nn.functional.softplus(z) - y * z) * m).sum(0) * inv_n
-    r = (torch.sigmoid(z) - y) * m * inv_n
-    return loss, r
-
-
 def _loss_change(sig: torch.Tensor, z: torch.Tensor, dz: torch.Tensor, y: torch.Tensor, m: torch.Tensor,
                  inv_n: torch.Tensor) -> torch.Tensor:
     """Masked mean of softplus(z + dz) - softplus(z) - y*dz per column, accurate when dz is tiny.
@@ -74,9 +67,13 @@ def _loss_change(sig: torch.Tensor, z: torch.Tensor, dz: torch.Tensor, y: torch.
     would lose every digit once the changes fall below ~1e-7 of the loss, stalling the line search.
     """
     small = dz < 20.0
-    direct = torch.nn.functional.softplus(z + dz) - torch.nn.functional.softplus(z)
-    stable = torch.log1p(sig * torch.expm1(torch.where(small, dz, torch.zeros_like(dz))))
-    return ((torch.where(small, stable, direct) - y * dz) * m).sum(0) * inv_n
+    if bool(small.all()):
+        change = torch.log1p(sig * torch.expm1(dz))
+    else:
+        direct = torch.nn.functional.softplus(z + dz) - torch.nn.functional.softplus(z)
+        stable = torch.log1p(sig * torch.expm1(torch.where(small, dz, torch.zeros_like(dz))))
+        change = torch.where(small, stable, direct)
+    return ((change - y * dz) * m).sum(0) * inv_n
 
 
 def fit_columns(x: torch.Tensor, y: torch.Tensor, *args, **kwargs) -> Fit:
@@ -106,20 +103,8 @@ def _fit_columns(
     inv_n = 1.0 / n_j
     lam = 1.0 / (c.to(dt) * n_j)  # penalty weight per column
     w = torch.zeros(d + 1, k, device=dev, dtype=dt) if w0 is None else w0.clone()
-
-    def logits(wt: torch.Tensor) -> torch.Tensor:
-        return torch.addmm(wt[d:], x, wt[:d])
-
-    def objective(z: torch.Tensor, wt: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        loss, r = _loss_grad(z, y, mask, inv_n)
-        pen = 0.5 * lam * (wt[:d] ** 2).sum(0)
-        g = torch.empty_like(wt)
-        g[:d] = x.T @ r + lam * wt[:d]
-        g[d:] = r.sum(0, keepdim=True)
-        return loss + pen, g
-
-    z = logits(w)
-    f, g = objective(z, w)
+    z = torch.addmm(w[d:], x, w[:d])
+    g = _gradient(x, z, w, y, mask, inv_n, lam)
     s_hist = torch.zeros(history, d + 1, k, device=dev, dtype=dt)
     y_hist = torch.zeros_like(s_hist)
     rho = torch.zeros(history, k, device=dev, dtype=dt)
@@ -128,63 +113,81 @@ def _fit_columns(
     it = 0
     while it < max_iter and bool(active.any()):
         it += 1
+        # Work on the columns still active only: converged labels cost nothing more (they never reactivate).
+        cols = slice(None) if bool(active.all()) else active.nonzero().squeeze(1)
+        ga, wa, za = g[:, cols], w[:, cols], z[:, cols]
+        ya, ma, inv_na, lama = y[:, cols], mask[:, cols], inv_n[cols], lam[cols]
+        sa, yh, rhoa = s_hist[:, :, cols], y_hist[:, :, cols], rho[:, cols]
         # Two-loop recursion over the stored pairs, newest first (rho = 0 marks a skipped pair).
-        q = g.clone()
+        q = ga.clone()
         alphas = []
         order = [(n_hist - 1 - i) % history for i in range(min(n_hist, history))]
         for i in order:
-            a = rho[i] * (s_hist[i] * q).sum(0)
-            q -= a * y_hist[i]
-            alphas.append(a)
+            al = rhoa[i] * (sa[i] * q).sum(0)
+            q -= al * yh[i]
+            alphas.append(al)
         if n_hist:
             last = order[0]
-            yy = (y_hist[last] ** 2).sum(0)
-            gamma = torch.where(yy > 0, (s_hist[last] * y_hist[last]).sum(0) / yy.clamp_min(1e-30), torch.ones_like(yy))
+            yy = (yh[last] ** 2).sum(0)
+            gamma = torch.where(yy > 0, (sa[last] * yh[last]).sum(0) / yy.clamp_min(1e-30), torch.ones_like(yy))
             q *= gamma
         else:
-            q /= g.abs().sum(0).clamp_min(1.0)  # first step: a unit-ish move, as scipy's L-BFGS-B does
-        for i, a in zip(reversed(order), reversed(alphas)):
-            b = rho[i] * (y_hist[i] * q).sum(0)
-            q += s_hist[i] * (a - b)
+            q /= ga.abs().sum(0).clamp_min(1.0)  # first step: a unit-ish move, as scipy's L-BFGS-B does
+        for i, al in zip(reversed(order), reversed(alphas)):
+            be = rhoa[i] * (yh[i] * q).sum(0)
+            q += sa[i] * (al - be)
         direction = -q
-        slope = (g * direction).sum(0)
+        slope = (ga * direction).sum(0)
         bad = slope >= 0  # not a descent direction: fall back to steepest descent for that column
         if bool(bad.any()):
-            direction[:, bad] = -g[:, bad]
-            slope = torch.where(bad, -(g * g).sum(0), slope)
-        direction[:, ~active] = 0.0
-        xd = logits(direction)  # z(w + t * direction) = z + t * xd
-        step = torch.ones(k, device=dev, dtype=dt)
-        accepted = ~active
-        sig = torch.sigmoid(z)
-        w_dir = (w[:d] * direction[:d]).sum(0)
+            direction[:, bad] = -ga[:, bad]
+            slope = torch.where(bad, -(ga * ga).sum(0), slope)
+        xd = torch.addmm(direction[d:], x, direction[:d])  # z(w + t * direction) = z + t * xd
+        ka = direction.shape[1]
+        step = torch.ones(ka, device=dev, dtype=dt)
+        accepted = torch.zeros(ka, dtype=torch.bool, device=dev)
+        sig = torch.sigmoid(za)
+        w_dir = (wa[:d] * direction[:d]).sum(0)
         dir_sq = (direction[:d] ** 2).sum(0)
         for _ in range(30):  # Armijo backtracking, per column, on f(w + t*dir) - f(w) computed without cancellation
             trial = ~accepted
             if not bool(trial.any()):
                 break
-            delta_f = _loss_change(sig, z, xd * step, y, mask, inv_n) + lam * (step * w_dir + 0.5 * step**2 * dir_sq)
+            delta_f = _loss_change(sig, za, xd * step, ya, ma, inv_na) + lama * (step * w_dir + 0.5 * step**2 * dir_sq)
             ok = trial & (delta_f <= 1e-4 * step * slope)
             accepted = accepted | ok
             step = torch.where(trial & ~ok, step * 0.5, step)
-        stalled = active & ~accepted  # no decrease possible: at numerical precision
-        step = torch.where(accepted & active, step, torch.zeros_like(step))
+        step = torch.where(accepted, step, torch.zeros_like(step))  # not accepted: at numerical precision
         s = direction * step
-        w_next = w + s
-        z = z + xd * step
-        if it % 25 == 0:
-            z = logits(w_next)  # refresh accumulated float error
-        f_next, g_next = objective(z, w_next)
-        yv = g_next - g
+        wa = wa + s
+        za = torch.addmm(wa[d:], x, wa[:d]) if it % 25 == 0 else za + xd * step  # refresh float drift now and then
+        g_new = _gradient(x, za, wa, ya, ma, inv_na, lama)
+        yv = g_new - ga
         sy = (s * yv).sum(0)
         slot = n_hist % history
-        s_hist[slot] = s
-        y_hist[slot] = yv
-        rho[slot] = torch.where(sy > 1e-10, 1.0 / sy.clamp_min(1e-10), torch.zeros_like(sy))
+        s_hist[slot][:, cols] = s
+        y_hist[slot][:, cols] = yv
+        rho[slot, cols] = torch.where(sy > 1e-10, 1.0 / sy.clamp_min(1e-10), torch.zeros_like(sy))
         n_hist += 1
-        w, f, g = w_next, f_next, g_next
-        active = active & ~stalled & (g.abs().amax(0) > tol)
+        w[:, cols], z[:, cols], g[:, cols] = wa, za, g_new
+        still = accepted & (g_new.abs().amax(0) > tol)
+        if isinstance(cols, slice):
+            active = still
+        else:
+            active = active.clone()
+            active[cols] = still
     return Fit(weights=w, iterations=it, converged=~active)
+
+
+def _gradient(x: torch.Tensor, z: torch.Tensor, w: torch.Tensor, y: torch.Tensor, m: torch.Tensor,
+              inv_n: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+    """Gradient of the per-column objective at logits ``z`` (= x @ w[:d] + w[d])."""
+    d = x.shape[1]
+    r = (torch.sigmoid(z) - y) * m * inv_n
+    g = torch.empty_like(w)
+    g[:d] = x.T @ r + lam * w[:d]
+    g[d:] = r.sum(0, keepdim=True)
+    return g
 
 
 def decision(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -5,7 +5,9 @@ probe-training split's mean and standard deviation; for every C of a log-spaced 
 [1e-6, 1e5] by default) one L2 logistic regression per label is fitted on the probe-training split and scored
 on validation; each label keeps the C with the best validation AUROC (ties go to the smaller C, i.e. the
 stronger regularisation); the model is then refitted at that C to a tight tolerance and its decision threshold
-chosen on validation (Youden's J). Test images are only ever scored, never used for a choice.
+chosen on validation (Youden's J). Test images are only ever scored, never used for a choice. Optionally
+(``patience``) a label's sweep ends once its validation AUROC has stopped improving for several consecutive C:
+the C that win are rarely far past the best, and the weakly regularised end of the path costs the most.
 
 kNN probe, following DINOv2's ``eval/knn.py``: L2-normalised features, cosine similarity to the probe-training
 images, the k nearest (k=20) vote with weights exp(sim / T) (T=0.07); the score of a label is the weighted share
@@ -68,9 +70,14 @@ def fit_linear_probe(
     tol: float = 1e-5,
     refit_iter: int = 500,
     refit_tol: float = 1e-6,
+    patience: int = 0,
     device: str = "cpu",
 ) -> LinearProbe:
-    """Sweep C on validation, refit each label at its best C, choose thresholds on validation."""
+    """Sweep C on validation, refit each label at its best C, choose thresholds on validation.
+
+    ``patience`` > 0 ends a label's sweep once its validation AUROC has not improved for that many consecutive C
+    (the rest of its curve stays NaN); 0 sweeps every C, as DINOv2 does.
+    """
     x_train = np.asarray(x_train, dtype=np.float32)
     mean = x_train.mean(0)
     scale = x_train.std(0)
@@ -81,23 +88,34 @@ def fit_linear_probe(
     m = torch.as_tensor(t_train.mask, dtype=torch.float32, device=device)
     n_labels = y.shape[1]
     curve = np.full((len(cs), n_labels), np.nan)
-    best_w = torch.zeros(xt.shape[1] + 1, n_labels, device=device)
+    w = torch.zeros(xt.shape[1] + 1, n_labels, device=device)
+    best_w = w.clone()
     best_auc = np.full(n_labels, -np.inf)
     best_c = np.full(n_labels, float(cs[0]))
-    w = None
+    alive = np.ones(n_labels, bool)
+    since_best = np.zeros(n_labels, int)
     iterations = 0
     for i, c in enumerate(cs):  # small to large C, warm-started: a regularisation path
-        fit = logistic.fit_columns(xt, y, m, torch.full((n_labels,), float(c), device=device), w,
-                                   max_iter=max_iter, tol=tol)
-        w = fit.weights
+        idx_np = np.flatnonzero(alive)
+        if idx_np.size == 0:
+            break
+        idx = torch.as_tensor(idx_np, device=device)
+        fit = logistic.fit_columns(xt, y[:, idx], m[:, idx], torch.full((idx_np.size,), float(c), device=device),
+                                   w[:, idx], max_iter=max_iter, tol=tol)
+        w[:, idx] = fit.weights
         iterations += fit.iterations
-        curve[i] = auroc_matrix(logistic.decision(xv, w).double().cpu().numpy(), t_val.y.astype(bool), t_val.mask)
-        better = np.nan_to_num(curve[i], nan=-np.inf) > best_auc
+        val = logistic.decision(xv, fit.weights).double().cpu().numpy()
+        curve[i, idx_np] = auroc_matrix(val, t_val.y[:, idx_np].astype(bool), t_val.mask[:, idx_np])
+        better = np.zeros(n_labels, bool)
+        better[idx_np] = np.nan_to_num(curve[i, idx_np], nan=-np.inf) > best_auc[idx_np]
         if better.any():
-            idx = torch.as_tensor(np.flatnonzero(better), device=device)
-            best_w[:, idx] = w[:, idx]
+            b = torch.as_tensor(np.flatnonzero(better), device=device)
+            best_w[:, b] = w[:, b]
             best_auc[better] = curve[i][better]
             best_c[better] = c
+        since_best[idx_np] = np.where(better[idx_np], 0, since_best[idx_np] + 1)
+        if patience:
+            alive &= since_best < patience  # this label's validation AUROC stopped improving along the path
     refit = logistic.fit_columns(xt, y, m, torch.as_tensor(best_c, dtype=torch.float32, device=device), best_w,
                                  max_iter=refit_iter, tol=refit_tol)
     probe = LinearProbe(mean=mean, scale=scale, weights=refit.weights.cpu().numpy(), c=best_c, val_auroc=curve,

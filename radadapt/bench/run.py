@@ -204,7 +204,8 @@ def _assemble(req, cfg, n_boot, store, models, scored, cohorts, targets, names, 
 
 def _probe_settings(kind: str, cfg: BenchSection) -> dict:
     if kind == "linear":
-        return {"c_values": cfg.c_values, "c_min": cfg.c_min, "c_max": cfg.c_max, "select": "val AUROC",
+        return {"c_values": cfg.c_values, "c_min": cfg.c_min, "c_max": cfg.c_max, "c_patience": cfg.c_patience,
+                "select": "val AUROC",
                 "threshold": "val Youden J", "standardise": "probe_train mean/std"}
     if kind == "knn":
         return {"k": cfg.knn_k, "temperature": cfg.knn_temperature, "similarity": "cosine"}

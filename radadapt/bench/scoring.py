@@ -137,7 +137,8 @@ def score_model(
                 out.warnings.append(f"{name}: no '{spec}' features from this family; that probe was skipped")
                 continue
             probe = fit_linear_probe(x["probe_train"], sub["probe_train"], x["val"], sub["val"],
-                                     cs=_cs(cfg), max_iter=cfg.max_iter, refit_iter=cfg.refit_iter, device=device)
+                                     cs=_cs(cfg), max_iter=cfg.max_iter, refit_iter=cfg.refit_iter,
+                                     patience=cfg.c_patience, device=device)
             j = np.arange(label_idx.size)
             best = np.array([np.nanargmax(np.nan_to_num(probe.val_auroc[:, i], nan=-1)) for i in j])
             out.probes[f"linear:{spec}"] = ProbeOutput(

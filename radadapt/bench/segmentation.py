@@ -61,7 +61,8 @@ def read_mask(path: Path) -> np.ndarray:
         with Image.open(path) as im:
             return np.asarray(im.convert("L")) > 127
     except OSError:
-        raise DataError("bench.bad_mask", f"a mask PNG could not be read ({path.name})") from None
+        raise DataError("bench.bad_mask", f"a mask PNG in {path.parent} could not be read",
+                        hint="regenerate the mask folder (`radadapt ingest --masks`)") from None
 
 
 class InputGeometry:

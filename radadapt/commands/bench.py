@@ -12,6 +12,15 @@ from radadapt.commands import DefaultCommandGroup, JsonOpt, examples, jsonable, 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="Site config (default: $RADADAPT_CONFIG or ./radadapt.toml).")]
 
 
+def _without_replicates(obj):
+    """results.json as printed by --json: the bootstrap replicates (kept in the file for scaling) left out."""
+    if isinstance(obj, dict):
+        return {k: _without_replicates(v) for k, v in obj.items() if k != "replicates"}
+    if isinstance(obj, list):
+        return [_without_replicates(v) for v in obj]
+    return obj
+
+
 def register(app: typer.Typer) -> None:
     group = typer.Typer(
         cls=DefaultCommandGroup,
@@ -58,7 +67,8 @@ def register(app: typer.Typer) -> None:
         req = BenchmarkRequest(store=store, baseline=baseline, candidates=list(candidate), out=out, ood=ood,
                                masks=masks, bootstrap=bootstrap, device=device, config=cfg)
         results = run_benchmark(req)
-        console.emit(jsonable(results), table=summary_table(results), text=summary_text(results, out))
+        console.emit(_without_replicates(jsonable(results)), table=summary_table(results),
+                     text=summary_text(results, out))
 
     @group.command(
         "scaling",
