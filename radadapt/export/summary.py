@@ -222,7 +222,7 @@ def base_licence(family: str, base: dict, base_is_tiny: bool, note: str | None) 
     elif family == "rad_dino" and base.get("earlier_export") and repo == "microsoft/rad-dino":
         out = {"name": "MIT", "text": "MIT, as published for microsoft/rad-dino, the base of the earlier export "
                                       "this run continued: check the LICENSE file of the recorded commit"}
-    elif family == "mi2" and repo:
+    elif family == "mi2" and repo == "lion-ai/MedImageInsights":
         out = {"name": "unknown", "text": f"not established: the hub repository {repo} is a third-party re-upload "
                                           "of Microsoft's MedImageInsight (tagged MIT on the hub); Microsoft's own "
                                           "terms were not verified: check them before redistributing"}

@@ -18,12 +18,10 @@ def test_help_has_examples_and_both_subcommands(cli):
         assert text in res.stdout
 
 
-def test_export_then_verify_then_tamper(cli, rad_dino_run, export_site, tmp_path):
+def test_verify_then_tamper_then_replace(cli, rad_dino_export, export_site, tmp_path):
+    run, exported, _ = rad_dino_export
     out = tmp_path / "export"
-    res = cli("export", rad_dino_run, "--out", out, "--site-key", export_site["key"], "--json")  # default: run
-    assert res.exit_code == 0, res.stderr
-    result = json.loads(res.stdout)
-    assert result["family"] == "rad_dino" and result["phi_scan"]["status"] == "passed"
+    shutil.copytree(exported, out)  # verify works on any copy
     res = cli("export", "verify", out, "--json")
     assert res.exit_code == 0 and json.loads(res.stdout)["ok"] is True
     text = cli("export", "verify", out)
@@ -36,16 +34,21 @@ def test_export_then_verify_then_tamper(cli, rad_dino_run, export_site, tmp_path
     report = json.loads(res.stdout)
     assert report["missing"] == ["preprocessor_config.json"] and report["modified"] == ["meta/config.json"]
     assert report["extra"] == ["notes.txt"] and report["checked"] == 6
-    # an earlier export may be replaced only on request, and only an export
-    res = cli("export", rad_dino_run, "--out", out, "--site-key", export_site["key"])
+    # an earlier export may be replaced only on request, and only an export (`export RUN` = `export run RUN`)
+    res = cli("export", run, "--out", out, "--site-key", export_site["key"])
     assert res.exit_code == 2 and "error[export.out_exists]" in res.stderr
-    res = cli("export", rad_dino_run, "--out", out, "--site-key", export_site["key"], "--force")
+    res = cli("export", run, "--out", out, "--site-key", export_site["key"], "--force", "--json")
     assert res.exit_code == 0, res.stderr
+    result = json.loads(res.stdout)
+    assert result["family"] == "rad_dino" and result["phi_scan"]["status"] == "passed"
     assert cli("export", "verify", out).exit_code == 0 and not (out / "notes.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export"]  # nothing left beside it
+    # the same run exported twice gives the same bytes (no timestamps)
+    assert (out / "provenance.json").read_bytes() == (exported / "provenance.json").read_bytes()
     other = tmp_path / "not-an-export"
     other.mkdir()
     (other / "keep.txt").write_text("x")
-    res = cli("export", rad_dino_run, "--out", other, "--site-key", export_site["key"], "--force")
+    res = cli("export", run, "--out", other, "--site-key", export_site["key"], "--force")
     assert res.exit_code == 2 and "error[export.out_exists]" in res.stderr and (other / "keep.txt").exists()
 
 
