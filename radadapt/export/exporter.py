@@ -185,6 +185,7 @@ def export_run(req: ExportRequest) -> dict[str, Any]:
 
         summary.benchmark(results, encoder_fingerprint(family, run_dir / "final"), run["store"].get("store_id"))
     out.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(out)
     staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
     try:
         with console.progress() as bar:
@@ -364,6 +365,13 @@ def _refuse(findings: list[phi_scan.Finding]) -> None:
         + "; nothing was written",
         hint=hint,
     )
+
+
+def _remove_stale(out: Path) -> None:
+    """Hidden folders a killed export to the same DIR left (they may hold a card that failed the scan)."""
+    for stale in [*out.parent.glob(f".{out.name}.*.partial"), out.parent / f".{out.name}.replaced"]:
+        if stale.is_dir() and not stale.is_symlink():
+            shutil.rmtree(stale, ignore_errors=True)
 
 
 def _publish(staging: Path, out: Path) -> None:

@@ -37,6 +37,9 @@ def test_verify_then_tamper_then_replace(cli, rad_dino_export, export_site, tmp_
     # an earlier export may be replaced only on request, and only an export (`export RUN` = `export run RUN`)
     res = cli("export", run, "--out", out, "--site-key", export_site["key"])
     assert res.exit_code == 2 and "error[export.out_exists]" in res.stderr
+    stale = tmp_path / ".export.k1ll3d.partial"  # what a killed export leaves: removed by the next one
+    stale.mkdir()
+    (stale / "MODEL_CARD.md").write_text("half written")
     res = cli("export", run, "--out", out, "--site-key", export_site["key"], "--force", "--json")
     assert res.exit_code == 0, res.stderr
     result = json.loads(res.stdout)
