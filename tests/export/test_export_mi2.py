@@ -67,6 +67,16 @@ def test_timm_loads_the_image_tower_both_ways(mi2_export, source):
     assert tuple(data["input_size"]) == (3, 112, 112) and data["crop_pct"] == 1.0 and data["interpolation"] == "bicubic"
 
 
+def test_the_cards_loading_snippet_runs(mi2_export, source):
+    _, out, _ = mi2_export
+    card = (out / "MODEL_CARD.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0].replace("EXPORT_DIR", str(out))
+    scope = {"pixel_values": torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(1))}
+    exec(compile(code, "MODEL_CARD.md", "exec"), scope)  # noqa: S102 - the card's own example, on our export
+    with torch.no_grad():
+        assert torch.allclose(scope["features"], source[0].image_features(scope["pixel_values"]), atol=1e-6)
+
+
 def test_released_layout_loads_strictly_and_reads_plainly(mi2_export, source):
     from safetensors import safe_open
 

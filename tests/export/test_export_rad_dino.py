@@ -99,6 +99,20 @@ print(json.dumps({{"blocked": blocked, "loaded": sorted(m for m, v in sys.module
     assert registry.load_encoder(out).fingerprint == enc.fingerprint == result["encoder_fingerprint"]
 
 
+def test_the_cards_loading_snippet_runs(rad_dino_export):
+    from radadapt.models import registry
+
+    run, out, _ = rad_dino_export
+    card = (out / "MODEL_CARD.md").read_text()
+    code = card.split("```python\n", 1)[1].split("```", 1)[0].replace("EXPORT_DIR", str(out))
+    grey = np.random.default_rng(1).integers(0, 256, size=(140, 120), dtype=np.uint8)
+    scope = {"image": np.repeat(grey[..., None], 3, axis=-1)}
+    with torch.no_grad():
+        exec(compile(code, "MODEL_CARD.md", "exec"), scope)  # noqa: S102 - the card's own example, on our export
+    enc = registry.load_encoder(run)
+    assert torch.allclose(scope["features"], enc.features(enc.preprocess([grey]))["cls"], atol=1e-5)
+
+
 def test_meta_folder_is_a_strict_model_with_the_warm_head(rad_dino_export):
     from radadapt.models import rad_dino, registry
 
