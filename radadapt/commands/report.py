@@ -10,15 +10,24 @@ import typer
 from radadapt.commands import JsonOpt, examples, setup_output
 
 
-def make_report(results: Path, out: Path, scaling: list[Path] | None = None, *, overlays: bool = False) -> dict:
-    """Load RESULTS (+ scaling fits), render REPORT_DIR/report.html and report.md; returns the --json result."""
+def write_report(results: Path, out: Path, scaling: list[Path] | None = None, *, overlays: bool = False):
+    """Load RESULTS (+ scaling fits) and render REPORT_DIR/report.html and report.md -> (Report, ReportInputs)."""
     from radadapt.report.load import load_inputs
     from radadapt.report.render import render_report
 
     inp = load_inputs(results, scaling, overlays=overlays)
-    rep = render_report(inp, out)
+    return render_report(inp, out), inp
+
+
+def make_report(results: Path, out: Path, scaling: list[Path] | None = None, *, overlays: bool = False) -> dict:
+    """``write_report`` for callers (``radadapt demo``) and ``--json``: paths written, sections, notes, summary."""
+    rep, inp = write_report(results, out, scaling, overlays=overlays)
+    return _as_json(rep, inp)
+
+
+def _as_json(rep, inp) -> dict:
     return {"report_html": str(rep.html), "report_md": str(rep.markdown), "figures": [str(f) for f in rep.figures],
-            "sections": rep.sections, "notes": inp.notes, "summary": rep.summary.to_json(), "_report": rep}
+            "sections": rep.sections, "notes": inp.notes, "summary": rep.summary.to_json()}
 
 
 def register(app: typer.Typer) -> None:
@@ -47,14 +56,13 @@ def register(app: typer.Typer) -> None:
         out-of-domain check, scaling fits, training curves and the ingest data accounting.
 
         The report holds aggregates and the paths you gave, never patient data, unless --overlays adds the
-        segmentation overlays (de-identified test radiographs; for review inside the hospital). Missing optional parts (no
-        scaling, no training log, no segmentation, no out-of-domain store) are named in the report. See
+        segmentation overlays (de-identified test radiographs; for review inside the hospital). Missing optional
+        parts (no scaling, no training log, no segmentation, no out-of-domain store) are named in the report. See
         docs/report.md for how to read it.
         """
         from radadapt import console
         from radadapt.report.summary import console_view
 
         setup_output(json_output)
-        result = make_report(results, out, list(scaling or []), overlays=overlays)
-        rep = result.pop("_report")
-        console.emit(result, table=console_view(rep.summary, str(rep.html), str(rep.markdown)))
+        rep, inp = write_report(results, out, list(scaling or []), overlays=overlays)
+        console.emit(_as_json(rep, inp), table=console_view(rep.summary, str(rep.html), str(rep.markdown)))

@@ -16,6 +16,7 @@ from importlib import resources
 from pathlib import Path
 
 from radadapt import __version__, atomic
+from radadapt.errors import UsageError
 from radadapt.report import figures as F
 from radadapt.report import tables as T
 from radadapt.report.load import ReportInputs
@@ -168,7 +169,8 @@ def _ood(inp: ReportInputs, probe: str, models: list[str], cands: list[str]) -> 
     s.alarms = list(res.ood.warnings)
     s.intro += (f" Store {res.ood.store.store_id} ({res.ood.store.path}), {res.ood.n_images:,} images."
                 + ("" if s.alarms else " No candidate is worse than the baseline beyond the CI."))
-    s.tables.append(T.macro_table(res.ood.classification, probe, models, "tab-ood-macro", "Out-of-domain macro averages"))
+    s.tables.append(T.macro_table(res.ood.classification, probe, models, "tab-ood-macro",
+                                  "Out-of-domain macro averages"))
     for group in ("findings", "devices"):
         s.tables.append(T.label_table(res.ood.classification, group, probe, models, f"tab-ood-{group}",
                                       f"Out-of-domain {group} (probe {probe})"))
@@ -187,7 +189,8 @@ def _scaling(inp: ReportInputs) -> Section:
     s = Section("scaling", "Scaling with the amount of site data",
                 "Runs pretrained on nested subsets of N images, fitted with error = a·N^-b + c (and a·N^-b). Solid: "
                 "the fitted range; dashed: extrapolation; shaded band: the 95% CI of b (slope uncertainty only); red "
-                "zone: beyond the extrapolation limit, where no prediction is made.")
+                "zone: beyond the extrapolation limit, where no prediction is made. Points are coloured by their "
+                "verdict against the baseline (green better, red worse, grey no evidence of difference).")
     if not inp.scaling:
         s.absent = ("No scaling fit was given (`radadapt benchmark scaling RESULTS... --out SCALING.json`, then "
                     "`radadapt report ... --scaling SCALING.json`).")
@@ -302,6 +305,9 @@ def _environment():
 
 def render_report(inp: ReportInputs, out_dir: Path) -> Report:
     """Write report.html, report.md and figures/ into ``out_dir``; returns where they are."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError("report.out_not_dir", f"--out {out_dir} is a file, not a folder",
+                         hint="name a folder for the report (it is created if missing)")
     summary, sections = build_sections(inp)
     res = inp.results
     n_images = sum(len(sec.thumbnails) for sec in sections)

@@ -132,9 +132,9 @@ def summarise(res: BenchmarkResults) -> Summary:
         cs.better.sort(key=lambda t: -(t[1].point or 0))
         cs.worse.sort(key=lambda t: t[1].point or 0)
         if cs.better:
-            cs.lines.append(Line("good", "Better on " + ", ".join(f"{lab} ({say_difference(d)})" for lab, d in cs.better) + "."))
+            cs.lines.append(Line("good", "Better on " + _label_list(cs.better) + "."))
         if cs.worse:
-            cs.lines.append(Line("bad", "Worse on " + ", ".join(f"{lab} ({say_difference(d)})" for lab, d in cs.worse) + "."))
+            cs.lines.append(Line("bad", "Worse on " + _label_list(cs.worse) + "."))
         if cs.no_evidence:
             cs.lines.append(Line("neutral", f"No evidence of a difference on {len(cs.no_evidence)} label(s): "
                                             + ", ".join(cs.no_evidence) + "."))
@@ -146,11 +146,16 @@ def summarise(res: BenchmarkResults) -> Summary:
     for m in res.models:
         if m.role == "candidate" and m.training_check.status == "unverified":
             alarms.append(f"{m.name}: it could not be verified that this model never saw a test patient during "
-                          f"pretraining ({m.training_check.message or 'no training record'}); its results may be optimistic.")
+                          f"pretraining ({m.training_check.message or 'no training record'}); its results may be "
+                          "optimistic.")
     general = _general_lines(res)
     not_eval = [(lab.label, lab.group, lab.message or lab.status.replace("_", " "))
                 for lab in res.classification.labels if lab.status != "evaluated"]
     return Summary(probe=probe, candidates=out, alarms=alarms, general=general, not_evaluated=not_eval)
+
+
+def _label_list(items: list[tuple[str, Difference]]) -> str:
+    return ", ".join(f"{lab} ({say_difference(d)})" for lab, d in items)
 
 
 def _segmentation_lines(res: BenchmarkResults, cand: str) -> list[Line]:
@@ -175,7 +180,8 @@ def _zeroshot_lines(res: BenchmarkResults, cand: str) -> list[Line]:
     for z in res.zeroshot:
         if z.model != cand:
             continue
-        macro = "; ".join(f"{g} macro AUROC {fmt_estimate(e)}" for g, e in z.macro_auroc.items()) or "no label evaluated"
+        macro = "; ".join(f"{g} macro AUROC {fmt_estimate(e)}" for g, e in z.macro_auroc.items())
+        macro = macro or "no label evaluated"
         lines.append(Line("info", f"Zero-shot (text prompts, no probe): {macro}."))
         for key, d in z.differences.items():
             level = {"better": "good", "worse": "bad"}.get(d.verdict, "neutral")
