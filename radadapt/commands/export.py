@@ -64,7 +64,7 @@ def register(app: typer.Typer) -> None:
                                           config=config, force=force))
         scan = result["phi_scan"]
         scan_line = (f"identifier scan: passed ({scan.get('files_scanned')} files scanned, "
-                     f"{len(scan.get('files_public', []))} unchanged public base files)"
+                     f"{len(scan.get('files_unchanged_from_base', []))} files unchanged from the base model)"
                      if scan["status"] == "passed" else "identifier scan: SKIPPED (--no-phi-scan)")
         lines = [
             f"exported {result['family']} to {result['export']}: {result['files']} files, {result['bytes']:,} bytes",

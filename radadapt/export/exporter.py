@@ -160,13 +160,10 @@ def _base(run: dict, family: str, layout: dict) -> dict[str, Any]:
             "files": files, "tiny": tiny, "earlier_export": earlier is not None}
 
 
-def _public_base_hashes(run: dict) -> set[str]:
-    """sha256 of files of a base pulled from a hub: their bytes are public, so a byte-identical copy is not site
-    data. A base that was not pulled (a local or earlier site model) gets no such trust."""
-    b = run.get("base_model") or {}
-    if not b.get("repo"):
-        return set()
-    return {str(v) for v in (b.get("files") or {}).values()}
+def _base_hashes(run: dict) -> set[str]:
+    """sha256 of the base model's files (run.json). An exported file with one of these hashes is byte for byte a
+    file training started from (the tokenizer, the MI2 config.yaml): nothing of this site's data reached it."""
+    return {str(v) for v in ((run.get("base_model") or {}).get("files") or {}).values()}
 
 
 def export_run(req: ExportRequest) -> dict[str, Any]:
@@ -290,17 +287,19 @@ def _site_paths(run: dict, run_dir: Path, req: ExportRequest) -> list[str]:
     return [p for p in paths if len(p) > 1]
 
 
-def _scan_items(staging: Path, card_computed: set[str], public_hashes: set[str], max_phrase: int):  # noqa: ANN202
-    """ScanText per exported file; files byte-identical to a hub base file are listed as public instead."""
+def _scan_items(staging: Path, card_computed: set[str], base_hashes: set[str], max_phrase: int):  # noqa: ANN202
+    """ScanText per exported file; files byte-identical to a base model file are listed instead (see
+    ``_base_hashes``; scanning the CLIP vocabulary against a large site's name parts would match every common
+    first name, so an unchanged tokenizer could never be exported)."""
     import yaml
 
     from radadapt.models import weights
 
-    items, public = [], []
+    items, unchanged = [], []
     for path in provenance.walk_files(staging):
         rel = path.relative_to(staging).as_posix()
-        if public_hashes and provenance.sha256_file(path) in public_hashes:
-            public.append(rel)
+        if base_hashes and provenance.sha256_file(path) in base_hashes:
+            unchanged.append(rel)
             continue
         if path.suffix in (".safetensors", ".pt"):  # weights: the header's metadata is text
             table, meta = weights.read_header(path)
@@ -323,7 +322,7 @@ def _scan_items(staging: Path, card_computed: set[str], public_hashes: set[str],
             except (ValueError, yaml.YAMLError):
                 structural = set()
         items.append(phi_scan.ScanText(rel, text, structural, sections=path.suffix == ".md"))
-    return items, public
+    return items, unchanged
 
 
 def _scan(staging: Path, audit, run: dict, req: ExportRequest, card_computed: set[str], prov: dict,  # noqa: ANN001
@@ -332,7 +331,7 @@ def _scan(staging: Path, audit, run: dict, req: ExportRequest, card_computed: se
         return [], {"status": "skipped"}
     scanner = phi_scan.PhiScanner(audit, public=set(card_mod.public_phrases(max_phrase)), max_phrase=max_phrase,
                                   paths=_site_paths(run, Path(req.run), req))
-    items, public = _scan_items(staging, card_computed, _public_base_hashes(run), max_phrase)
+    items, unchanged = _scan_items(staging, card_computed, _base_hashes(run), max_phrase)
     draft = json.dumps(prov, indent=2, sort_keys=True, ensure_ascii=False)  # its file table is hashes and sizes
     items.append(phi_scan.ScanText(provenance.PROVENANCE, draft, phi_scan.structural_phrases(prov, max_phrase)))
     task = bar.add_task("identifier scan", total=len(items))
@@ -340,7 +339,7 @@ def _scan(staging: Path, audit, run: dict, req: ExportRequest, card_computed: se
     for item in items:
         findings += scanner.scan(item)
         bar.advance(task)
-    return findings, {"status": "passed", "files_scanned": len(items), "files_public": sorted(public),
+    return findings, {"status": "passed", "files_scanned": len(items), "files_unchanged_from_base": sorted(unchanged),
                       "phrases_checked": scanner.phrases_checked, "max_phrase": max_phrase}
 
 

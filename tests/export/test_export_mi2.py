@@ -40,6 +40,12 @@ def test_layout_and_provenance(mi2_export):
     for name in ("vocab.json", "merges.txt"):
         original = (run / "final" / "language_model/clip_tokenizer_4.16.2" / name).read_bytes()
         assert (out / "tokenizer" / name).read_bytes() == original
+    # files byte-identical to the base are listed, not scanned: the tokenizer, config.yaml and (this assembled run
+    # did not train) the released weights file; everything else is scanned
+    unchanged = set(prov["phi_scan"]["files_unchanged_from_base"])
+    assert unchanged == {"mi2/config.yaml", "mi2/vision_model/medimageinsigt-v1.0.0.pt",
+                         *(p for p in EXPECTED if "tokenizer" in p)}
+    assert prov["phi_scan"]["files_scanned"] == len(EXPECTED) - len(unchanged)
     card = (out / "MODEL_CARD.md").read_text()
     assert "timm.create_model(\"local-dir:EXPORT_DIR/image_tower\"" in card and "text tower was trained" in card
     assert "Licence of the base weights: none" in card
