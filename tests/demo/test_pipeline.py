@@ -1,0 +1,226 @@
+"""`radadapt demo`: the orchestration (fast, with stand-in stages) and the real journey end to end (slow)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+from pathlib import Path
+
+import pytest
+
+from radadapt.demo import pipeline as P
+from radadapt.errors import TrainingStopped, UsageError
+
+
+# -- orchestration with stand-in stages ----------------------------------------------------------------------------
+class Recorder:
+    """Stages that write one file each and log their calls; ``fail`` makes one stage raise."""
+
+    def __init__(self, root: Path, names=("a", "b", "c", "d")):
+        self.root, self.names, self.calls, self.fail = root, names, [], {}
+
+    def stages(self, layout, settings, workers):  # the signature of pipeline.plan_stages
+        out = []
+        for name in self.names:
+            target = layout.root / name / "out.txt"
+
+            def action(name=name, target=target):
+                self.calls.append(name)
+                if name in self.fail:
+                    raise self.fail[name]
+                target.parent.mkdir(parents=True, exist_ok=True)
+                was = target.read_text() if target.exists() else ""
+                target.write_text(was + "x")
+                return {"wrote": name}
+
+            out.append(P.Stage(name, f"stage {name}", action, [target], [layout.root / name]))
+        return out
+
+
+@pytest.fixture()
+def recorder(tmp_path, monkeypatch):
+    rec = Recorder(tmp_path / "demo")
+    monkeypatch.setattr(P, "plan_stages", rec.stages)
+    monkeypatch.setattr("radadapt.demo.outcome.summarise_demo", lambda layout, state: {"stages": state["stages"]})
+    return rec
+
+
+def _state(root: Path) -> dict:
+    return json.loads((root / P.STATE_FILE).read_text())
+
+
+def test_runs_every_stage_once_and_records_times(recorder):
+    P.run_demo(recorder.root, n=60)
+    assert recorder.calls == ["a", "b", "c", "d"]
+    st = _state(recorder.root)
+    assert st["format"] == "radadapt-demo" and st["settings"]["n"] == 60
+    assert [st["stages"][s]["status"] for s in "abcd"] == ["done"] * 4
+    assert all(st["stages"][s]["wall_s"] >= 0 and st["stages"][s]["result"] == {"wrote": s} for s in "abcd")
+    P.run_demo(recorder.root, n=60)  # a rerun of a finished demo does nothing again
+    assert recorder.calls == ["a", "b", "c", "d"]
+
+
+def test_interrupted_demo_continues_at_the_interrupted_stage_without_clearing_it(recorder):
+    recorder.fail["c"] = KeyboardInterrupt()
+    with pytest.raises(KeyboardInterrupt):
+        P.run_demo(recorder.root, n=60)
+    assert recorder.calls == ["a", "b", "c"]
+    (recorder.root / "c").mkdir(parents=True)
+    (recorder.root / "c" / "partial").write_text("resume me")  # what a stage keeps to resume from
+    assert set(_state(recorder.root)["stages"]) == {"a", "b"}
+    del recorder.fail["c"]
+    P.run_demo(recorder.root, n=60)
+    assert recorder.calls == ["a", "b", "c", "c", "d"]  # a and b kept, c resumed, d run
+    assert (recorder.root / "c" / "partial").read_text() == "resume me"
+
+
+def test_a_stage_run_again_restarts_every_later_stage_from_scratch(recorder):
+    P.run_demo(recorder.root, n=60)
+    (recorder.root / "b" / "out.txt").unlink()  # the user deleted an output
+    P.run_demo(recorder.root, n=60)
+    assert recorder.calls == ["a", "b", "c", "d", "b", "c", "d"]
+    assert (recorder.root / "b" / "out.txt").read_text() == "x"  # rebuilt
+    assert (recorder.root / "c" / "out.txt").read_text() == "x"  # cleared first, not appended to
+    assert (recorder.root / "a" / "out.txt").read_text() == "x"  # untouched
+
+
+def test_trainer_interrupt_becomes_a_keyboard_interrupt(recorder):
+    recorder.fail["b"] = TrainingStopped("train.interrupted", "training was interrupted", hint="--resume")
+    with pytest.raises(KeyboardInterrupt):
+        P.run_demo(recorder.root, n=60)
+
+
+def test_other_errors_propagate_with_their_code(recorder):
+    recorder.fail["b"] = TrainingStopped("train.collapse", "collapsed")
+    with pytest.raises(TrainingStopped) as exc:
+        P.run_demo(recorder.root, n=60)
+    assert exc.value.code == "train.collapse"
+    assert set(_state(recorder.root)["stages"]) == {"a"}
+
+
+def test_unavailable_stage_is_recorded_and_the_demo_goes_on(recorder):
+    recorder.fail["b"] = P.StageUnavailable("`radadapt export`")
+    P.run_demo(recorder.root, n=60)
+    st = _state(recorder.root)["stages"]
+    assert st["b"] == {"status": "unavailable", "reason": "`radadapt export`"}
+    assert st["c"]["status"] == st["d"]["status"] == "done"
+    del recorder.fail["b"]
+    P.run_demo(recorder.root, n=60)  # the next radadapt version has it: b runs, then c and d again
+    assert recorder.calls[-3:] == ["b", "c", "d"]
+
+
+def test_refuses_a_folder_that_is_not_a_demo(tmp_path, recorder):
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "thesis.tex").write_text("precious")
+    with pytest.raises(UsageError) as exc:
+        P.run_demo(foreign, n=60)
+    assert exc.value.code == "demo.dir_not_empty"
+    assert (foreign / "thesis.tex").read_text() == "precious" and not (foreign / P.STATE_FILE).exists()
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    with pytest.raises(UsageError) as exc:
+        P.run_demo(afile, n=60)
+    assert exc.value.code == "demo.dir_not_a_folder"
+    assert recorder.calls == []
+
+
+def test_refuses_a_demo_made_with_other_settings_or_a_damaged_marker(recorder):
+    P.run_demo(recorder.root, n=60, seed=0)
+    with pytest.raises(UsageError) as exc:
+        P.run_demo(recorder.root, n=60, seed=1)
+    assert exc.value.code == "demo.other_settings" and "seed 0" in exc.value.message
+    (recorder.root / P.STATE_FILE).write_text("{not json")
+    with pytest.raises(UsageError) as exc:
+        P.run_demo(recorder.root, n=60, seed=0)
+    assert exc.value.code == "demo.bad_state"
+
+
+def test_an_empty_folder_is_accepted(tmp_path, recorder):
+    recorder.root.mkdir()
+    P.run_demo(recorder.root, n=60)
+    assert recorder.calls == ["a", "b", "c", "d"]
+
+
+def test_remove_never_leaves_the_demo_folder(tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    with pytest.raises(RuntimeError):
+        P._remove(outside, tmp_path / "demo")
+    assert outside.is_dir()
+
+
+def test_torch_threads_are_restored():
+    import torch
+
+    before = torch.get_num_threads()
+    with P.torch_threads(1):
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+
+
+# -- the demo site -------------------------------------------------------------------------------------------------
+def test_demo_site_is_reproducible_labelled_and_private(tmp_path):
+    from radadapt.config import SiteConfig, load_config
+    from radadapt.sitekey import load_key
+
+    layout = P.DemoLayout(tmp_path / "d")
+    P.write_demo_site(layout, seed=3)
+    key = load_key(layout.key)  # load_key refuses group/other-readable files
+    assert stat.S_IMODE(layout.key.stat().st_mode) == 0o600
+    assert stat.S_IMODE(layout.private.stat().st_mode) == 0o700
+    assert layout.key.read_text() == P.demo_key(3) + "\n" and P.demo_key(3) != P.demo_key(4)
+    assert "DEMO SITE" in (layout.site / "README.txt").read_text()
+    cfg = load_config(layout.config)
+    assert cfg.site.name.startswith("radadapt demo")
+    assert cfg.ingest.resolution == 128 and cfg.ingest.split.test == 0.3
+    assert cfg.train.dino.global_crop_size % 14 == 0 and cfg.train.dino.local_crop_size % 14 == 0
+    assert cfg.train.unicl.image_size == 112
+    default = SiteConfig()
+    assert cfg.ingest.modalities == default.ingest.modalities  # only the listed settings differ
+    P.write_demo_site(P.DemoLayout(tmp_path / "e"), seed=3)
+    assert load_key(tmp_path / "e" / "site" / "site.key").fingerprint() == key.fingerprint()
+
+
+def test_settings_name_the_demo_config_and_training():
+    s = P.demo_settings(600, 0, 256)
+    assert s["training"] == P.TRAINING and len(s["config_sha256"]) == 64
+    assert P.demo_settings(600, 1, 256) != s
+
+
+def test_stage_plan_covers_the_journey_in_order(tmp_path):
+    stages = P.plan_stages(P.DemoLayout(tmp_path), P.demo_settings(60, 0, 128), workers=1)
+    names = [s.name for s in stages]
+    assert names == ["site", "archive", "ingest", "labels", "weights",
+                     "train-rad-dino", "benchmark-rad-dino", "export-rad-dino",
+                     "train-mi2", "benchmark-mi2", "export-mi2", "report"]
+    for s in stages:  # every output and every path a rerun may delete lies inside the demo folder
+        assert all(tmp_path in p.parents for p in s.outputs + s.owned)
+
+
+# -- the command ---------------------------------------------------------------------------------------------------
+def test_command_prints_the_summary_and_where_the_report_is(cli, monkeypatch, tmp_path):
+    summary = {
+        "out": str(tmp_path), "report": str(tmp_path / "report" / "index.html"), "wall_s": 12.0,
+        "unavailable": {"export-mi2": "`radadapt export`"},
+        "families": {"rad_dino": {"name": "RAD-DINO", "rows": [{
+            "task": "devices macro AUROC (5 labels)", "baseline": {"point": 0.7, "low": 0.65, "high": 0.75},
+            "adapted": {"point": 0.8, "low": 0.76, "high": 0.84},
+            "difference": {"point": 0.1, "low": 0.05, "high": 0.15, "verdict": "better"}}]}},
+    }
+    seen = {}
+
+    def fake(out, *, n, seed):
+        seen.update(out=out, n=n, seed=seed)
+        return summary
+
+    monkeypatch.setattr(P, "run_demo", fake)
+    res = cli("demo", "--out", tmp_path, "--n", "100", "--seed", "2")
+    assert res.exit_code == 0, res.stderr
+    assert seen == {"out": tmp_path, "n": 100, "seed": 2}
+    assert "0.800" in res.stdout and "+0.100" in res.stdout and "better" in res.stdout  # (cells may wrap) and "export-mi2: not available" in res.stdout
+    assert res.stdout.strip().endswith(f"Open {tmp_path / 'report' / 'index.html'} in a browser")
+    res = cli("demo", "--out", tmp_path, "--json")
+    assert json.loads(res.stdout) == summary
