@@ -36,6 +36,7 @@ def test_train_from_the_export_and_export_the_new_run(cli, rad_dino_export, expo
     again = json.loads((out / "provenance.json").read_text())
     assert again["run"]["steps"]["done"] == 1 and again["base_model"]["files"] == run_json["base_model"]["files"]
     assert again["run_fingerprint"] == again["encoder_fingerprint"]
+    assert "model.safetensors" not in again["phi_scan"]["files_unchanged_from_base"]  # trained: scanned
     assert cli("export", "verify", out).exit_code == 0
     card = (out / "MODEL_CARD.md").read_text()
     assert "an earlier radadapt export of this site (itself from radadapt's tiny random model)" in card
