@@ -156,6 +156,11 @@ def run_benchmark(req: BenchmarkRequest) -> BenchmarkResults:
             scored.append(s)
             warnings.extend(s.warnings)
             gc.collect()
+    for s in scored[1:]:
+        if s.fingerprint == scored[0].fingerprint:
+            msg = f"{s.name} has the same weights as the baseline (fingerprint {s.fingerprint[:12]}): differences are 0"
+            warnings.append(msg)
+            console.warn(msg)
     return _assemble(req, cfg, n_boot, store, models, scored, cohorts, targets, names, columns, counts, statuses,
                      label_idx, ood, seg, seg_reason, cache_root, warnings)
 

@@ -8,13 +8,16 @@ from rich.table import Table
 
 from radadapt.bench.schema import BenchmarkResults, Difference, Estimate, ScalingResults
 
-_VERDICT_STYLE = {"better": "green", "worse": "bold red", "no evidence of difference": "dim", "not evaluable": "dim"}
+_VERDICT_MARK = {"better": "[green]▲[/green]", "worse": "[bold red]▼[/bold red]",
+                 "no evidence of difference": "[dim]≈[/dim]", "not evaluable": "[dim]n/a[/dim]"}
+LEGEND = ("▲ better / ▼ worse: the 95% CI of the difference excludes 0; ≈ no evidence of difference. "
+          "Full CIs for every model, probe and metric are in results.json.")
 
 
-def fmt_estimate(e: Estimate | None) -> str:
+def fmt_estimate(e: Estimate | None, ci: bool = True) -> str:
     if e is None or e.point is None:
         return "-"
-    if e.low is None or e.high is None:
+    if not ci or e.low is None or e.high is None:
         return f"{e.point:.3f}"
     return f"{e.point:.3f} [{e.low:.3f}, {e.high:.3f}]"
 
@@ -22,39 +25,52 @@ def fmt_estimate(e: Estimate | None) -> str:
 def fmt_difference(d: Difference | None) -> str:
     if d is None or d.point is None:
         return "-"
-    style = _VERDICT_STYLE.get(d.verdict, "")
     ci = "" if d.low is None else f" [{d.low:+.3f}, {d.high:+.3f}]"
-    return f"[{style}]{d.point:+.3f}{ci} {d.verdict}[/{style}]"
+    return f"{d.point:+.3f}{ci} {_VERDICT_MARK.get(d.verdict, d.verdict)}"
 
 
 def summary_table(res: BenchmarkResults) -> Table:
-    """One row per label (headline probe's AUROC), then the macro averages."""
+    """One row per label (headline probe's AUROC), then the macro averages: the baseline with its CI, each
+    candidate's point value and its difference from the baseline with the CI of the difference."""
     probe = res.headline_probe
     cands = [m.name for m in res.models if m.role == "candidate"]
-    t = Table(title=f"AUROC on test ({probe}; 95% patient-bootstrap CI)", title_justify="left", header_style="bold")
-    for col in ("label", "pos/neg", "baseline", *[f"{c}" for c in cands], *[f"{c} - baseline" for c in cands]):
-        t.add_column(col, justify="left" if col == "label" else "right")
+    t = Table(title=f"test AUROC, probe {probe} (95% patient-bootstrap CIs)", title_justify="left",
+              header_style="bold")
+    t.add_column("label")
+    t.add_column("pos/neg", justify="right")
+    t.add_column("baseline", justify="right")
+    for c in cands:
+        t.add_column(c, justify="right")
+        t.add_column(f"{c} - baseline", justify="right")
+
+    def est(lab_results: dict, model: str) -> Estimate | None:
+        r = lab_results.get(model, {}).get(probe)
+        return getattr(r, "auroc", None) if r is not None else None
+
     for lab in res.classification.labels:
         tc = lab.counts.get("test")
         n = f"{tc.pos}/{tc.neg}" if tc else ""
         if lab.status != "evaluated":
             t.add_row(lab.label, n, f"[yellow]{lab.status.replace('_', ' ')}[/yellow]", *[""] * (2 * len(cands)))
             continue
-        row = [fmt_estimate(lab.results.get(m, {}).get(probe).auroc if probe in lab.results.get(m, {}) else None)
-               for m in ["baseline", *cands]]
-        diffs = [fmt_difference(lab.differences.get(c, {}).get(probe, {}).get("auroc")) for c in cands]
-        t.add_row(lab.label, n, *row, *diffs)
+        row = [fmt_estimate(est(lab.results, "baseline"))]
+        for c in cands:
+            row += [fmt_estimate(est(lab.results, c), ci=False),
+                    fmt_difference(lab.differences.get(c, {}).get(probe, {}).get("auroc"))]
+        t.add_row(lab.label, n, *row)
     for mac in res.classification.macro:
         if not mac.labels:
             continue
-        row = [fmt_estimate(mac.results.get(m, {}).get(probe, {}).get("auroc")) for m in ["baseline", *cands]]
-        diffs = [fmt_difference(mac.differences.get(c, {}).get(probe, {}).get("auroc")) for c in cands]
-        t.add_row(f"[bold]macro {mac.group}[/bold] ({len(mac.labels)})", "", *row, *diffs)
+        row = [fmt_estimate(mac.results.get("baseline", {}).get(probe, {}).get("auroc"))]
+        for c in cands:
+            row += [fmt_estimate(mac.results.get(c, {}).get(probe, {}).get("auroc"), ci=False),
+                    fmt_difference(mac.differences.get(c, {}).get(probe, {}).get("auroc"))]
+        t.add_row(f"[bold]macro {mac.group}[/bold] ({len(mac.labels)})", "", *row)
     return t
 
 
 def summary_text(res: BenchmarkResults, out: Path) -> str:
-    lines = []
+    lines = [LEGEND]
     cands = [m.name for m in res.models if m.role == "candidate"]
     seg = res.segmentation
     if seg is not None and seg.status == "evaluated":

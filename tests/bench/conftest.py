@@ -21,3 +21,15 @@ def tiny_rad_dino(tmp_path_factory):
     out = tmp_path_factory.mktemp("models") / "rad_dino"
     rad_dino.write_tiny(out, seed=0)
     return out
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread: tiny models are latency-bound and CI cores are shared (a 2-thread pool on a busy
+    2-core machine made small ops tens of times slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

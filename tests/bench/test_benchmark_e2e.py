@@ -84,6 +84,18 @@ def test_run_vs_open_weights_complete_results_with_ood(cli, bench_store, tiny_ra
     # no patient identifiers in the output
     text = (out / "results.json").read_text()
     assert not any(p in text for p in info["test_patients"] + info["train_patients"])
+    assert "replicates" not in res.stdout  # --json prints the results without the bootstrap replicates
+    # the terminal view lists every label, the too-few ones by status, and the macro rows
+    from rich.console import Console
+
+    from radadapt.bench.tables import summary_table, summary_text
+
+    con = Console(width=200, record=True)
+    con.print(summary_table(results))
+    con.print(summary_text(results, out))
+    shown = con.export_text()
+    assert "too few positives" in shown and "no positives" in shown and "macro findings" in shown
+    assert "segmentation Dice (pyramid)" in shown and "out-of-domain store" in shown
 
 
 @pytest.mark.slow
@@ -156,3 +168,57 @@ def test_bad_inputs_are_one_line_errors(cli, bench_store, tiny_rad_dino, tmp_pat
     assert res.exit_code == 2 and "error[bench.ood_same_store]" in res.stderr
     for r in (res,):
         assert "Traceback" not in r.stderr
+
+
+TRAIN_AND_BENCH = """[train]
+num_workers = 0
+log_every = 1
+precision = "fp32"
+
+[train.dino]
+global_crop_size = 56
+local_crop_size = 28
+local_crops = 2
+head_hidden_dim = 64
+head_bottleneck_dim = 32
+
+[benchmark]
+min_positives = 1
+c_values = 6
+max_iter = 30
+refit_iter = 60
+seg_epochs = 2
+overlays = 1
+"""
+
+
+@pytest.mark.slow
+def test_demo_store_run_trained_by_radadapt_train_vs_its_starting_point(cli, demo_store_labelled, tiny_rad_dino,
+                                                                      tmp_path):
+    """The issue's end-to-end: the synthetic hospital, ingested and labelled, a tiny RAD-DINO continually pretrained
+    on it by the real trainer, benchmarked against the weights it started from."""
+    from radadapt.manifest import Store
+    from radadapt.train.run import TrainRequest, start
+
+    cfg = tmp_path / "radadapt.toml"
+    cfg.write_text(TRAIN_AND_BENCH)
+    run = tmp_path / "run"
+    start(TrainRequest(store=demo_store_labelled, weights=tiny_rad_dino, out=run, max_steps=2, batch_size=4,
+                       config=cfg))
+    out = tmp_path / "bench"
+    res = cli("benchmark", "--store", demo_store_labelled, "--baseline", tiny_rad_dino, "--candidate", run,
+              "--out", out, "--config", cfg, "--bootstrap", 50, "--json")
+    assert res.exit_code == 0, res.stderr
+    results = BenchmarkResults.model_validate_json((out / "results.json").read_text())
+    cand = results.models[1]
+    train_patients = {r.patient_key for r in Store(demo_store_labelled).records("train")}
+    assert cand.kind == "run" and cand.training_check.status == "disjoint"
+    assert cand.training_check.n_train_patients == len(train_patients)  # the trainer's record, read and verified
+    assert cand.run.subset_n == Store(demo_store_labelled).info.splits["train"]
+    assert cand.run.metrics_jsonl and cand.fingerprint != results.models[0].fingerprint
+    names = {lab.label for lab in results.classification.labels}
+    assert names == set(results.store.label_columns)  # every schema column is accounted for
+    assert any(lab.status == "evaluated" for lab in results.classification.labels)
+    assert results.segmentation is not None and results.segmentation.status in ("evaluated", "skipped")
+    if results.segmentation.status == "skipped":
+        assert results.segmentation.message
