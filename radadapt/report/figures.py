@@ -53,7 +53,7 @@ def _figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, ylab
     fig = Figure(figsize=(width, height), dpi=DPI)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     if left is None:
-        left = 0.25 + (0.066 * max(map(len, ylabels)) if ylabels else 0.45)
+        left = 0.25 + (0.06 * max(map(len, ylabels)) if ylabels else 0.45)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=0.5 / height, top=1 - top / height,
                         wspace=wspace, hspace=hspace)
     return fig, axes

@@ -78,7 +78,9 @@ def build_sections(inp: ReportInputs) -> tuple[Summary, list[Section]]:
         if p:
             s.plots.append(p)
         s.tables.append(T.label_table(res.classification, group, probe, models, f"tab-labels-{group}",
-                                      f"{group.capitalize()} (test, probe {probe})"))
+                                      f"{group.capitalize()}: AUROC (test, probe {probe})"))
+        s.tables.append(T.label_table(res.classification, group, probe, models, f"tab-labels-{group}-auprc",
+                                      f"{group.capitalize()}: AUPRC (test, probe {probe})", metric="auprc"))
     secs.append(s)
 
     s = Section("differences", "Differences from the baseline (forest plot)",
@@ -173,7 +175,7 @@ def _ood(inp: ReportInputs, probe: str, models: list[str], cands: list[str]) -> 
                                   "Out-of-domain macro averages"))
     for group in ("findings", "devices"):
         s.tables.append(T.label_table(res.ood.classification, group, probe, models, f"tab-ood-{group}",
-                                      f"Out-of-domain {group} (probe {probe})"))
+                                      f"Out-of-domain {group}: AUROC (probe {probe})"))
     p = F.forest(res.ood.classification, probe, cands, "fig-ood-forest", f"Out-of-domain AUROC difference ({probe})")
     if p:
         s.plots.append(p)
@@ -299,7 +301,7 @@ def _environment():
         trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True,
     )
     env.filters["b64"] = lambda data: base64.b64encode(data).decode("ascii")
-    env.filters["md_cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ")
+    env.filters["md_cell"] = lambda text: str(text).replace("|", "\\|").replace("\n", " ").replace("\u00a0", " ")
     return env
 
 
@@ -312,6 +314,7 @@ def render_report(inp: ReportInputs, out_dir: Path) -> Report:
     res = inp.results
     n_images = sum(len(sec.thumbnails) for sec in sections)
     ctx = {"res": res, "summary": summary, "sections": sections, "version": __version__, "n_patient_images": n_images,
+           "glance": T.glance_table(res, summary) if summary.candidates else None,
            "results_path": str(inp.results_path), "models": res.models,
            "scaling_paths": [str(p) for p, _ in inp.scaling]}
     env = _environment()

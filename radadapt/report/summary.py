@@ -17,29 +17,38 @@ Level = Literal["good", "bad", "neutral", "alarm", "info"]
 VERDICT_CSS = {"better": "better", "worse": "worse", "no evidence of difference": "neutral", "not evaluable": "muted"}
 
 
-def fmt_estimate(e: Estimate | None, digits: int = 3) -> str:
+def _digits(*values: float | None) -> int:
+    """3 decimals, or 5 when every value rounds to 0.000 at 3 (a Dice near 0 should not read '-0.000 [-0.000, ...]')."""
+    vals = [abs(v) for v in values if v is not None]
+    return 5 if vals and max(vals) < 0.0005 else 3
+
+
+def fmt_estimate(e: Estimate | None) -> str:
     if e is None or e.point is None:
         return "–"
+    k = _digits(e.point, e.low, e.high)
     if e.low is None or e.high is None:
-        return f"{e.point:.{digits}f}"
-    return f"{e.point:.{digits}f} [{e.low:.{digits}f}, {e.high:.{digits}f}]"
+        return f"{e.point:.{k}f}"
+    return f"{e.point:.{k}f} [{e.low:.{k}f}, {e.high:.{k}f}]"
 
 
-def fmt_difference(d: Difference | None, digits: int = 3) -> str:
+def fmt_difference(d: Difference | None) -> str:
     if d is None or d.point is None:
         return "–"
+    k = _digits(d.point, d.low, d.high)
     if d.low is None or d.high is None:
-        return f"{d.point:+.{digits}f}"
-    return f"{d.point:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
+        return f"{d.point:+.{k}f}"
+    return f"{d.point:+.{k}f} [{d.low:+.{k}f}, {d.high:+.{k}f}]"
 
 
 def say_difference(d: Difference, metric: str = "AUROC") -> str:
     """'AUROC +0.031 (95% CI +0.012 to +0.050)'."""
     if d.point is None:
         return f"{metric} not evaluable"
+    k = _digits(d.point, d.low, d.high)
     if d.low is None or d.high is None:
-        return f"{metric} {d.point:+.3f} (no CI)"
-    return f"{metric} {d.point:+.3f} (95% CI {d.low:+.3f} to {d.high:+.3f})"
+        return f"{metric} {d.point:+.{k}f} (no CI)"
+    return f"{metric} {d.point:+.{k}f} (95% CI {d.low:+.{k}f} to {d.high:+.{k}f})"
 
 
 @dataclass
@@ -135,7 +144,10 @@ def summarise(res: BenchmarkResults) -> Summary:
             cs.lines.append(Line("good", "Better on " + _label_list(cs.better) + "."))
         if cs.worse:
             cs.lines.append(Line("bad", "Worse on " + _label_list(cs.worse) + "."))
-        if cs.no_evidence:
+        if cs.no_evidence and not (cs.better or cs.worse):
+            cs.lines.append(Line("neutral", f"No evidence of a difference on any of the {len(cs.no_evidence)} "
+                                            "evaluated labels."))
+        elif cs.no_evidence:
             cs.lines.append(Line("neutral", f"No evidence of a difference on {len(cs.no_evidence)} label(s): "
                                             + ", ".join(cs.no_evidence) + "."))
         cs.lines.extend(_segmentation_lines(res, c))

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 from radadapt.bench.schema import BenchmarkResults, Classification, ScalingTask, SegmentationResult, ZeroShotResult
 from radadapt.report.figures import accounting_counts
-from radadapt.report.summary import VERDICT_CSS, fmt_difference, fmt_estimate
+from radadapt.report.summary import VERDICT_CSS, Summary, fmt_difference, fmt_estimate
 
 
 @dataclass
@@ -38,10 +38,58 @@ def _n(v: object) -> Cell:
     return Cell("–" if v is None else (f"{v:,}" if isinstance(v, int) else str(v)), "num")
 
 
+_SHORT_VERDICT = {"no evidence of difference": "no evidence", "not evaluable": "not evaluable"}
+
+
 def _diff_cell(d) -> Cell:
+    """The difference on one line, its CI and verdict on a second (narrow columns); the markdown joins them."""
     if d is None or d.point is None:
         return Cell("–", "muted")
-    return Cell(fmt_difference(d), VERDICT_CSS.get(d.verdict, ""), d.verdict)
+    text = fmt_difference(d)
+    point, _, ci = text.partition(" ")
+    # no-break spaces keep the CI on one line; the verdict may wrap below it in a narrow column
+    verdict = _SHORT_VERDICT.get(d.verdict, d.verdict).replace(" ", "\u00a0")
+    return Cell(point, VERDICT_CSS.get(d.verdict, ""), f"{ci.replace(' ', chr(0xA0))} {verdict}".strip())
+
+
+def _est_cell(e) -> Cell:
+    """A point value over its CI."""
+    text = fmt_estimate(e)
+    point, _, ci = text.partition(" ")
+    return Cell(point, "num", ci.replace(" ", "\u00a0"))
+
+
+def glance_table(res: BenchmarkResults, summary: Summary) -> ReportTable:
+    """One row per candidate: the macro verdicts, label counts by verdict, segmentation and the out-of-domain check."""
+    probe = res.headline_probe
+    seg = res.segmentation if res.segmentation is not None and res.segmentation.status == "evaluated" else None
+    heads = seg.heads if seg else []
+    groups = [mac for mac in res.classification.macro if mac.labels]
+    t = ReportTable("tab-glance", f"At a glance (Δ = candidate − baseline with 95% CI; probe {probe})",
+                    ["model", *[f"{mac.group} macro Δ AUROC" for mac in groups],
+                     "labels better / worse / none", *[f"Δ Dice ({h})" for h in heads], "out of domain"])
+    for cs in summary.candidates:
+        row = [_c(cs.name, "strong")]
+        row += [_diff_cell(mac.differences.get(cs.name, {}).get(probe, {}).get("auroc")) for mac in groups]
+        row.append(_c(f"{len(cs.better)} / {len(cs.worse)} / {len(cs.no_evidence)}",
+                      "worse" if cs.worse else ("better" if cs.better else "num")))
+        row += [_diff_cell(seg.differences.get(cs.name, {}).get(h, {}).get("all", {}).get("dice")) for h in heads]
+        if res.ood is None:
+            row.append(_c("not checked", "muted"))
+        else:
+            n = ood_worse_count(res, cs.name)
+            row.append(_c(f"worse on {n}", "worse") if n else _c("no loss found", "better"))
+        t.rows.append(row)
+    t.note = ("labels better / worse / none: how many evaluated labels show each verdict. Out of domain: how many "
+              "label or macro results (any probe) are worse than the baseline on the other site's store.")
+    return t
+
+
+def ood_worse_count(res: BenchmarkResults, cand: str) -> int:
+    """Out-of-domain (label or macro, probe) results where ``cand`` is worse than the baseline on AUROC."""
+    items = res.ood.classification.labels + res.ood.classification.macro
+    return sum(d.get("auroc") is not None and d["auroc"].verdict == "worse"
+               for it in items for d in it.differences.get(cand, {}).values())
 
 
 def models_table(res: BenchmarkResults) -> ReportTable:
@@ -76,7 +124,7 @@ def macro_table(cls: Classification, probe: str, models: list[str], tid: str, ti
     for mac in cls.macro:
         for metric in ("auroc", "auprc"):
             row = [_c(mac.group, "strong"), _n(len(mac.labels)), _c(metric.upper())]
-            row += [_c(fmt_estimate(mac.results.get(m, {}).get(probe, {}).get(metric)), "num") for m in models]
+            row += [_est_cell(mac.results.get(m, {}).get(probe, {}).get(metric)) for m in models]
             row += [_diff_cell(mac.differences.get(c, {}).get(probe, {}).get(metric)) for c in cands]
             t.rows.append(row)
     t.note = (f"Macro = mean over the evaluated labels of the group, bootstrapped jointly; probe {probe}. "
@@ -84,28 +132,26 @@ def macro_table(cls: Classification, probe: str, models: list[str], tid: str, ti
     return t
 
 
-def label_table(cls: Classification, group: str, probe: str, models: list[str], tid: str, title: str) -> ReportTable:
+def label_table(cls: Classification, group: str, probe: str, models: list[str], tid: str, title: str,
+                metric: str = "auroc") -> ReportTable:
+    """One row per evaluated label of ``group``: counts, ``metric`` per model, difference per candidate."""
     cands = [m for m in models if m != "baseline"]
-    cols = ["label", "test pos / neg", "prevalence"]
-    cols += [f"AUROC {m}" for m in models] + [f"AUPRC {m}" for m in models]
-    cols += [f"Δ AUROC {c}" for c in cands] + [f"Δ AUPRC {c}" for c in cands]
-    t = ReportTable(tid, title, cols)
+    t = ReportTable(tid, title, ["label", "pos / neg", "prevalence", *models, *[f"Δ {c}" for c in cands]])
     for lab in cls.labels:
         if lab.group != group or lab.status != "evaluated":
             continue
         tc = lab.counts.get("ood") or lab.counts.get("test")
         row = [_c(lab.label, "strong"), _c(f"{tc.pos} / {tc.neg}" if tc else None, "num"),
                _c(None if lab.prevalence is None else f"{lab.prevalence:.3f}", "num")]
-        for metric in ("auroc", "auprc"):
-            for m in models:
-                r = lab.results.get(m, {}).get(probe)
-                row.append(_c(fmt_estimate(getattr(r, metric) if r else None), "num"))
-        for metric in ("auroc", "auprc"):
-            for c in cands:
-                row.append(_diff_cell(lab.differences.get(c, {}).get(probe, {}).get(metric)))
+        for m in models:
+            r = lab.results.get(m, {}).get(probe)
+            row.append(_est_cell(getattr(r, metric) if r else None))
+        row += [_diff_cell(lab.differences.get(c, {}).get(probe, {}).get(metric)) for c in cands]
         t.rows.append(row)
     if not t.rows:
         t.note = f"No {group} label could be evaluated (see 'Labels not evaluated')."
+    elif metric == "auprc":
+        t.note = "AUPRC by chance equals the prevalence; compare each value with its row's prevalence."
     return t
 
 
@@ -156,7 +202,7 @@ def segmentation_table(seg: SegmentationResult, models: list[str]) -> ReportTabl
             n = next((e["dice"].n for e in est.values() if "dice" in e), None)
             row = [_c(head, "strong"), _c("all devices" if scope == "all" else scope), _n(n)]
             for metric in ("dice", "iou", "dice_tolerant"):
-                row += [_c(fmt_estimate(est[m].get(metric)), "num") for m in models]
+                row += [_est_cell(est[m].get(metric)) for m in models]
             row += [_diff_cell(seg.differences.get(c, {}).get(head, {}).get(scope, {}).get("dice")) for c in cands]
             t.rows.append(row)
     t.note = (f"Masks at {seg.mask_resolution or '?'} px; tolerant Dice counts a pixel within {seg.tolerance_px} px "
@@ -170,11 +216,11 @@ def zeroshot_table(zs: list[ZeroShotResult]) -> ReportTable:
                     ["model", "what", "value [95% CI]", "vs baseline"])
     for z in zs:
         for g, e in z.macro_auroc.items():
-            t.rows.append([_c(z.model, "strong"), _c(f"{g} macro AUROC"), _c(fmt_estimate(e), "num"),
+            t.rows.append([_c(z.model, "strong"), _c(f"{g} macro AUROC"), _est_cell(e),
                            _diff_cell(z.differences.get(f"{g} macro auroc"))])
         for k, e in z.retrieval.items():
             t.rows.append([_c(z.model, "strong"), _c(f"image → report {k} (gallery {z.retrieval_gallery:,})"),
-                           _c(fmt_estimate(e), "num"), _c("–", "muted")])
+                           _est_cell(e), _c("–", "muted")])
         if z.retrieval_message:
             t.rows.append([_c(z.model, "strong"), _c("retrieval"), _c(z.retrieval_message, "muted"), _c("–")])
     return t
@@ -250,7 +296,9 @@ def store_table(res: BenchmarkResults, store_info: dict | None, labels_info: dic
     t.rows.append([_c("store (path given)"), _c(res.store.path, "path")])
     t.rows.append([_c("store id"), _c(res.store.store_id, "mono")])
     t.rows.append([_c("images in the store"), _n(res.store.n_images)])
-    t.rows.append([_c("images per split"), _c(", ".join(f"{k} {v:,}" for k, v in res.store.splits.items()))])
+    order = {"train": 0, "val": 1, "test": 2}
+    splits = sorted(res.store.splits.items(), key=lambda kv: order.get(kv[0], 3))
+    t.rows.append([_c("images per split"), _c(", ".join(f"{k} {v:,}" for k, v in splits))])
     if store_info:
         t.rows.append([_c("stored resolution (short side, px)"), _n(store_info.get("resolution"))])
         t.rows.append([_c("site key fingerprint (not secret)"), _c(store_info.get("key_fingerprint"), "mono")])

@@ -10,7 +10,7 @@ import re
 import pytest
 
 from radadapt.bench.schema import BenchmarkResults, ScalingResults
-from radadapt.report.summary import fmt_difference, fmt_estimate
+from radadapt.report.summary import fmt_difference, fmt_estimate, say_difference
 from tests.report.conftest import copy_fixture, edit_results
 from tests.report.htmlcheck import cells, markdown_tables, parse
 
@@ -18,7 +18,8 @@ SECTIONS = ["summary", "models", "macro", "labels", "differences", "not-evaluate
             "training", "data", "settings"]
 FIGURES = ["fig-labels-findings", "fig-labels-devices", "fig-forest", "fig-segmentation", "fig-ood-forest",
            "fig-training", "fig-accounting"]
-TABLES = ["tab-models", "tab-splits", "tab-macro", "tab-labels-findings", "tab-labels-devices", "tab-probes",
+TABLES = ["tab-glance", "tab-models", "tab-splits", "tab-macro", "tab-labels-findings", "tab-labels-devices",
+          "tab-labels-findings-auprc", "tab-labels-devices-auprc", "tab-probes",
           "tab-not-evaluated", "tab-segmentation", "tab-ood-macro", "tab-ood-findings", "tab-ood-devices",
           "tab-scaling-1", "tab-training", "tab-store", "tab-accounting", "tab-pairing", "tab-label-counts",
           "tab-settings"]
@@ -56,10 +57,11 @@ def test_every_section_figure_and_table_is_in_the_html(rendered, bench_copy):
     # one table row per evaluated label, in the right group's table
     res = _results(bench_copy)
     for group in ("findings", "devices"):
-        block = html.split(f'id="tab-labels-{group}"')[1].split("</table>")[0]
-        for lab in res.classification.labels:
-            if lab.status == "evaluated":
-                assert (f'class="strong">{htmllib.escape(lab.label)}<' in block) == (lab.group == group), lab.label
+        for tid in (f"tab-labels-{group}", f"tab-labels-{group}-auprc"):
+            block = html.split(f'id="{tid}"')[1].split("</table>")[0]
+            for lab in res.classification.labels:
+                if lab.status == "evaluated":
+                    assert (f'class="strong">{htmllib.escape(lab.label)}<' in block) == (lab.group == group), lab.label
     # too-few-positives labels are listed, never dropped
     block = html.split('id="tab-not-evaluated"')[1].split("</table>")[0]
     not_eval = [lab for lab in res.classification.labels if lab.status != "evaluated"]
@@ -95,7 +97,7 @@ def test_html_is_self_contained(rendered):
 def test_summary_comes_first_with_the_benchmark_numbers(rendered, bench_copy, summary_json):
     _, _, html, md = rendered
     res = _results(bench_copy)
-    text = htmllib.unescape(re.sub(r"<[^>]+>", "", html))
+    text = htmllib.unescape(re.sub(r"<[^>]+>", "", html)).replace("\u00a0", " ")
     assert html.index('id="summary"') < html.index('id="models"') < html.index('id="macro"')
     probe = res.headline_probe
     cands = [m for m in res.models if m.role == "candidate"]
@@ -106,7 +108,7 @@ def test_summary_comes_first_with_the_benchmark_numbers(rendered, bench_copy, su
         for mac in res.classification.macro:
             d = mac.differences[m.name][probe]["auroc"]
             # the summary states the macro difference with its CI and the benchmark's verdict
-            assert f"{d.point:+.3f} (95% CI {d.low:+.3f} to {d.high:+.3f})" in c["headline"]
+            assert say_difference(d) in c["headline"] and f"{d.point:+.3f}"[:4] in say_difference(d)
             assert fmt_difference(d) in text and fmt_difference(d) in md
             word = {"better": "better", "worse": "WORSE", "no evidence of difference": "no evidence of difference"}
             assert f"{mac.group} ({len(mac.labels)} labels): {word[d.verdict]}" in c["headline"]
@@ -115,6 +117,12 @@ def test_summary_comes_first_with_the_benchmark_numbers(rendered, bench_copy, su
         assert sorted(c["better"]) == sorted(better)
     lab = next(lab for lab in res.classification.labels if lab.status == "evaluated")
     assert fmt_estimate(lab.results["baseline"][probe].auroc) in text
+    # the at-a-glance table counts the same out-of-domain losses as the benchmark's warnings
+    glance = html.split('id="tab-glance"')[1].split("</table>")[0]
+    for m in cands:
+        n = sum(w.startswith(f"OUT-OF-DOMAIN: {m.name} is WORSE") for w in res.ood.warnings)
+        row = glance.split(f'class="strong">{m.name}<')[1].split("</tr>")[0]
+        assert (f"worse on {n}<" if n else "no loss found") in row
     # out-of-domain warnings recorded by the benchmark head the summary, loudly
     warnings = res.ood.warnings
     assert ('id="alarms"' in html) == bool(warnings)
