@@ -121,3 +121,27 @@ def test_summary_levels_for_worse_and_out_of_domain_harm(bench_copy):
     assert s.alarms == d["ood"]["warnings"]
     ood_line = next(ln for ln in c1.lines if ln.text.startswith("Out of domain (findings"))
     assert ood_line.level == "alarm" and "worse" in ood_line.text
+
+
+def test_mi2_zero_shot_and_retrieval_are_reported(bench_copy):
+    from radadapt.bench.schema import Difference, Estimate, ZeroShotResult
+    from radadapt.report.tables import zeroshot_table
+
+    res = BenchmarkResults.model_validate_json((bench_copy / "bench" / "results.json").read_text())
+    # the shape radadapt/bench/results.py zero_shot() writes for an MI2 candidate compared with an MI2 baseline
+    est = Estimate(point=0.71, low=0.64, high=0.78, n=82, n_pos=20, n_neg=62, n_boot=100)
+    z = ZeroShotResult(model="candidate-1", prompt_set="radadapt-v1", labels={"Cardiomegaly": est},
+                       macro_auroc={"findings": est},
+                       retrieval={"recall@1": Estimate(point=0.12, low=0.05, high=0.2, n=40, n_boot=100)},
+                       retrieval_gallery=40,
+                       differences={"findings macro auroc": Difference(point=0.05, low=0.01, high=0.09,
+                                                                       verdict="better")})
+    res.zeroshot = [z]
+    t = zeroshot_table(res.zeroshot)
+    assert [[c.text for c in row[:3]] for row in t.rows] == [["candidate-1", "findings macro AUROC", "0.710"],
+                                                             ["candidate-1", "image → report recall@1 (gallery 40)",
+                                                              "0.120"]]
+    assert t.rows[0][3].css == "better" and t.rows[0][2].sub == "[0.640,\u00a00.780]"
+    lines = [ln for ln in summarise(res).candidates[0].lines if "Zero-shot" in ln.text]
+    assert lines[0].text == "Zero-shot (text prompts, no probe): findings macro AUROC 0.710 [0.640, 0.780]."
+    assert lines[1].level == "good" and "AUROC +0.050 (95% CI +0.010 to +0.090)" in lines[1].text
