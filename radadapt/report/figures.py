@@ -53,7 +53,7 @@ def _figure(width: float, height: float, nrows: int = 1, ncols: int = 1, *, ylab
     fig = Figure(figsize=(width, height), dpi=DPI)
     axes = fig.subplots(nrows, ncols, squeeze=False, **kw)
     if left is None:
-        left = 0.25 + (0.06 * max(map(len, ylabels)) if ylabels else 0.45)
+        left = 0.3 + (0.066 * max(map(len, ylabels)) if ylabels else 0.4)
     fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=0.5 / height, top=1 - top / height,
                         wspace=wspace, hspace=hspace)
     return fig, axes
@@ -157,8 +157,8 @@ def _forest_fig(rows, candidates, metric):
 
     names = [name for name, _, _ in rows]
     single = len(candidates) == 1
-    fig, axes = _figure(10, 1.0 + 0.26 * len(rows) * max(1, len(candidates) / 2), ylabels=names,
-                        right=1.75 if single else 0.25)
+    fig, axes = _figure(10, 1.3 + 0.26 * len(rows) * max(1, len(candidates) / 2), ylabels=names,
+                        right=1.75 if single else 0.25, top=0.6)
     ax = axes[0][0]
     offs = _offsets(len(candidates), 0.45)
     markers = ["o", "s", "D", "^", "v", "P"]
@@ -191,7 +191,9 @@ def _forest_fig(rows, candidates, metric):
     if not single:
         handles += [Line2D([], [], color="#374151", marker=markers[k % len(markers)], ls="", label=c)
                     for k, c in enumerate(candidates)]
-    ax.legend(handles=handles, loc="lower right", frameon=True)
+    # above the plot: inside it, the legend would hide the bars of some label
+    ax.legend(handles=handles, loc="lower left", bbox_to_anchor=(0.0, 1.01), ncol=len(handles), frameon=False,
+              borderaxespad=0.0, handletextpad=0.3, columnspacing=1.2)
     return fig
 
 
@@ -271,7 +273,7 @@ def _scaling_fig(task, pts, limit):
             grid = np.geomspace(float(ns.min()), n_max * limit, 100)
             e0 = f.a * n0 ** -f.b
             band = [1 - (e0 * (grid / n0) ** -b + c) for b in (f.b_low, f.b_high)]
-            ax.fill_between(grid, np.minimum(*band), np.maximum(*band), color=colour, alpha=0.12, lw=0)
+            ax.fill_between(grid, np.minimum(*band), np.maximum(*band), color=colour, alpha=0.08, lw=0)
     # the y range follows the data and the fitted range; a wide band on b may leave the plot rather than flatten it
     y_lo, y_hi = min(ys), max(ys)
     pad = max(0.1 * (y_hi - y_lo), 0.01)
