@@ -52,35 +52,27 @@ def test_layout_and_provenance(mi2_export):
 
 
 def test_timm_loads_the_image_tower_both_ways(mi2_export, source):
+    """The card's snippet, run as written: timm's local-dir folder, then the issue's entry point
+    ``create_model("davit_huge_fl", pretrained=True, pretrained_cfg_overlay=dict(file=...), num_classes=0)``
+    (the tiny sizes as keyword arguments; the real model needs none)."""
     import timm
 
     _, out, _ = mi2_export
-    model, _tok, cfg, _ = source
-    path = out / "image_tower" / "model.safetensors"
-    # the entry point the issue names, with the tiny sizes as keyword arguments (the real model needs none)
-    a = timm.create_model("davit_huge_fl", pretrained=True, pretrained_cfg_overlay=dict(file=str(path)),
-                          num_classes=0, **cfg.timm_kwargs()).eval()
-    # timm's own local folder format: config.json carries the architecture, sizes and preprocessing
-    b = timm.create_model(f"local-dir:{out / 'image_tower'}", pretrained=True).eval()
-    ours = model.image_encoder.state_dict()
-    for tower in (a, b):  # timm loads *_fl files non-strictly: prove every tensor arrived
-        theirs = tower.state_dict()
-        assert list(theirs) == list(ours) and all(torch.equal(theirs[k], ours[k]) for k in ours)
-    x = torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
-    with torch.no_grad():
-        assert torch.allclose(b(x), model.image_features(x), atol=1e-6)
-    data = timm.data.resolve_data_config({}, model=b)
-    assert tuple(data["input_size"]) == (3, 112, 112) and data["crop_pct"] == 1.0 and data["interpolation"] == "bicubic"
-
-
-def test_the_cards_loading_snippet_runs(mi2_export, source):
-    _, out, _ = mi2_export
+    model = source[0]
     card = (out / "MODEL_CARD.md").read_text()
     code = card.split("```python\n", 1)[1].split("```", 1)[0].replace("EXPORT_DIR", str(out))
-    scope = {"pixel_values": torch.randn(1, 3, 112, 112, generator=torch.Generator().manual_seed(1))}
+    code = code.replace("# or, equivalently:", "first = tower")
+    assert "local-dir:" in code and "pretrained_cfg_overlay=dict(file=" in code and "num_classes=0" in code
+    scope = {"pixel_values": torch.randn(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))}
     exec(compile(code, "MODEL_CARD.md", "exec"), scope)  # noqa: S102 - the card's own example, on our export
+    ours = model.image_encoder.state_dict()
+    for tower in (scope["first"], scope["tower"]):  # timm loads *_fl files non-strictly: prove every tensor arrived
+        theirs = tower.state_dict()
+        assert list(theirs) == list(ours) and all(torch.equal(theirs[k], ours[k]) for k in ours)
     with torch.no_grad():
-        assert torch.allclose(scope["features"], source[0].image_features(scope["pixel_values"]), atol=1e-6)
+        assert torch.allclose(scope["features"], model.image_features(scope["pixel_values"]), atol=1e-6)
+    data = timm.data.resolve_data_config({}, model=scope["first"])
+    assert tuple(data["input_size"]) == (3, 112, 112) and data["crop_pct"] == 1.0 and data["interpolation"] == "bicubic"
 
 
 def test_released_layout_loads_strictly_and_reads_plainly(mi2_export, source):
