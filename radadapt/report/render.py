@@ -12,16 +12,19 @@ from __future__ import annotations
 import base64
 import io
 from dataclasses import dataclass, field
+from typing import Callable
 from importlib import resources
 from pathlib import Path
 
-from radadapt import __version__, atomic
+from radadapt import __version__, atomic, console
 from radadapt.errors import UsageError
 from radadapt.report import figures as F
 from radadapt.report import tables as T
 from radadapt.report.load import ReportInputs
 from radadapt.report.summary import Summary, summarise
 
+SECTION_IDS = ("models", "macro", "labels", "differences", "not-evaluated", "segmentation", "zeroshot", "ood",
+               "scaling", "training", "data", "settings")  # zeroshot only for MI2 models
 HTML_FILE = "report.html"
 MD_FILE = "report.md"
 FIGURES_DIR = "figures"
@@ -52,7 +55,8 @@ class Report:
     sections: list[str]
 
 
-def build_sections(inp: ReportInputs) -> tuple[Summary, list[Section]]:
+def build_sections(inp: ReportInputs, step: Callable[[str], None] | None = None) -> tuple[Summary, list[Section]]:
+    """The report's sections in order (the summary is separate); ``step(section_id)`` after each (progress)."""
     res = inp.results
     probe = res.headline_probe
     models = [m.name for m in res.models]
@@ -60,15 +64,20 @@ def build_sections(inp: ReportInputs) -> tuple[Summary, list[Section]]:
     summary = summarise(res)
     secs: list[Section] = []
 
+    def add(sec: Section) -> None:
+        secs.append(sec)
+        if step is not None:
+            step(sec.id)
+
     s = Section("models", "Models and provenance",
                 "Which weights were compared, where they came from and whether a site model could have seen a test "
                 "patient during pretraining.")
     s.tables += [T.models_table(res), T.splits_table(res)]
-    secs.append(s)
+    add(s)
 
     s = Section("macro", "Macro averages", f"The mean over each group's evaluated labels (probe {probe}).")
     s.tables.append(T.macro_table(res.classification, probe, models, "tab-macro", "Macro AUROC and AUPRC (test)"))
-    secs.append(s)
+    add(s)
 
     s = Section("labels", "Per-label results",
                 "Each label's AUROC and AUPRC with 95% CIs, baseline first. The vertical tick in the AUPRC panel "
@@ -81,7 +90,7 @@ def build_sections(inp: ReportInputs) -> tuple[Summary, list[Section]]:
                                       f"{group.capitalize()}: AUROC (test, probe {probe})"))
         s.tables.append(T.label_table(res.classification, group, probe, models, f"tab-labels-{group}-auprc",
                                       f"{group.capitalize()}: AUPRC (test, probe {probe})", metric="auprc"))
-    secs.append(s)
+    add(s)
 
     s = Section("differences", "Differences from the baseline (forest plot)",
                 "Candidate minus baseline on the same test images and the same bootstrap replicates. A bar that "
@@ -92,7 +101,7 @@ def build_sections(inp: ReportInputs) -> tuple[Summary, list[Section]]:
     else:
         s.absent = "No label could be compared (none was evaluated)."
     s.tables.append(T.probes_table(res, models))
-    secs.append(s)
+    add(s)
 
     s = Section("not-evaluated", "Labels not evaluated",
                 "These labels are in the schema but had too few positive or negative images to give a trustworthy "
@@ -102,26 +111,26 @@ def build_sections(inp: ReportInputs) -> tuple[Summary, list[Section]]:
         s.tables.append(ne)
     else:
         s.absent = "Every label in the schema was evaluated."
-    secs.append(s)
+    add(s)
 
-    secs.append(_segmentation(inp, models))
+    add(_segmentation(inp, models))
     if res.zeroshot:
         s = Section("zeroshot", "Zero-shot and retrieval (MI2)",
                     "MI2's text tower scores each label from a written prompt, with no probe trained on site labels, "
                     "and retrieves each test image's own report.")
         s.tables.append(T.zeroshot_table(res.zeroshot))
-        secs.append(s)
-    secs.append(_ood(inp, probe, models, cands))
-    secs.append(_scaling(inp))
-    secs.append(_training(inp, models))
-    secs.append(_data(inp))
+        add(s)
+    add(_ood(inp, probe, models, cands))
+    add(_scaling(inp))
+    add(_training(inp, models))
+    add(_data(inp))
 
     s = Section("settings", "Settings, warnings and notes")
     s.tables.append(T.settings_table(res))
     s.notes = [f"benchmark warning: {w}" for w in res.warnings]
     for section, notes in inp.notes.items():
         s.notes += [f"{section}: {n}" for n in notes]
-    secs.append(s)
+    add(s)
     return summary, secs
 
 
@@ -310,7 +319,9 @@ def render_report(inp: ReportInputs, out_dir: Path) -> Report:
     if out_dir.exists() and not out_dir.is_dir():
         raise UsageError("report.out_not_dir", f"--out {out_dir} is a file, not a folder",
                          hint="name a folder for the report (it is created if missing)")
-    summary, sections = build_sections(inp)
+    with console.progress(transient=True) as bar:
+        task = bar.add_task("report", total=len(SECTION_IDS) - (0 if inp.results.zeroshot else 1))
+        summary, sections = build_sections(inp, lambda sid: bar.update(task, advance=1, status=sid))
     res = inp.results
     n_images = sum(len(sec.thumbnails) for sec in sections)
     ctx = {"res": res, "summary": summary, "sections": sections, "version": __version__, "n_patient_images": n_images,
