@@ -195,7 +195,8 @@ def export_run(req: ExportRequest) -> dict[str, Any]:
     return result
 
 
-def _build(req: ExportRequest, cfg, run: dict, run_dir: Path, staging: Path, audit, results, bar) -> dict:  # noqa: ANN001
+def _build(req: ExportRequest, cfg, run: dict, run_dir: Path, staging: Path,  # noqa: ANN001 - config, audit
+           audit, results, bar) -> dict:  # noqa: ANN001
     from radadapt.export import layouts
 
     family = run["family"]

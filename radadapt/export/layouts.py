@@ -44,7 +44,8 @@ def _same_file(path: Path, expected: Mapping[str, Any], what: str) -> None:
 
     with safe_open(str(path), framework="pt") as fh:
         if set(fh.keys()) != set(expected):
-            raise ModelError("export.layout_mismatch", f"{what}: the exported tensors differ in names from the run's model")
+            raise ModelError("export.layout_mismatch",
+                             f"{what}: the exported tensors differ in names from the run's model")
         for name in expected:
             t = fh.get_tensor(name)
             if t.shape != expected[name].shape or not torch.equal(t, expected[name].detach().to(t.dtype)):

@@ -38,7 +38,8 @@ def test_layout_and_provenance(rad_dino_export, export_site):
     scan = prov["phi_scan"]
     # every file is scanned but those byte-identical to the base's: this assembled run did not train, and the
     # writers are byte-reproducible, so the weights come out identical too; config.json differs (radadapt key)
-    assert scan["status"] == "passed" and scan["files_scanned"] + len(scan["files_unchanged_from_base"]) == len(EXPECTED)
+    assert scan["status"] == "passed"
+    assert scan["files_scanned"] + len(scan["files_unchanged_from_base"]) == len(EXPECTED)
     assert set(scan["files_unchanged_from_base"]) == {
         "model.safetensors", "preprocessor_config.json", "meta/backbone_compatible.safetensors",
         "meta/dino_head.safetensors", "meta/preprocessor_config.json"}
@@ -149,8 +150,10 @@ def test_card_reports_the_benchmark_with_intervals(rad_dino_run, rad_dino_export
     for section in ("## Model", "## Files and how to load them", "## Training data", "## Training configuration",
                     "## Evaluation", "## Intended use", "## Limitations", "## Privacy", "## Licence", "## Provenance"):
         assert section in card
-    assert "| findings (macro, 1 labels) | 0.712 [0.662, 0.762] | 0.834 [0.784, 0.884] | +0.122 [+0.062, +0.182] | better |" in card
-    assert "| Pleural Effusion | 12 / 28 | 0.712 [0.662, 0.752] | 0.834 [0.784, 0.874] | +0.122 [+0.051, +0.190] | better |" in card
+    assert ("| findings (macro, 1 labels) | 0.712 [0.662, 0.762] | 0.834 [0.784, 0.884] | +0.122 [+0.062, +0.182] "
+            "| better |") in card
+    assert ("| Pleural Effusion | 12 / 28 | 0.712 [0.662, 0.752] | 0.834 [0.784, 0.874] | +0.122 [+0.051, +0.190] "
+            "| better |") in card
     assert "| Hernia | 12 / 28 | n/a | n/a | n/a | too_few_positives |" in card
     assert "disjoint (checked)" in card and "40 images of\n20 patients" in card
     assert "Out-of-domain warning" in card and "worse than the open weights on other institutions' data" in card
