@@ -19,6 +19,8 @@ def register(app: typer.Typer) -> None:
              "load offline, with a model card and a sha256 provenance manifest, after scanning it for patient "
              "identifiers. `radadapt export RUN --out DIR` (same as `radadapt export run ...`); "
              "`radadapt export verify DIR` re-checks an export.",
+        epilog=examples("radadapt export runs/site-rad-dino --out exports/site-rad-dino --site-key site/site.key",
+                        "radadapt export verify exports/site-rad-dino"),
     )
 
     @group.command(
