@@ -97,3 +97,17 @@ def demo_store(demo_archive, tmp_path_factory):
                              key_file=key_file, cfg=IngestSection(resolution=112), workers=1,
                              masks=demo_archive / "masks"))
     return store
+
+
+@pytest.fixture(scope="session")
+def demo_store_labelled(demo_store, tmp_path_factory):
+    """A copy of ``demo_store`` labelled by ``radadapt labels`` (STORE/labels.csv and labels.json), for the MI2/UniCL
+    training tests. Written once per session; treat it as read-only."""
+    import shutil
+
+    from radadapt.labels.extract import label_store
+
+    out = tmp_path_factory.mktemp("demo_store_labelled") / "store"
+    shutil.copytree(demo_store, out)
+    label_store(out)
+    return out

@@ -108,7 +108,7 @@ def run_benchmark(req: BenchmarkRequest) -> BenchmarkResults:
     for i, cand in enumerate(req.candidates):
         models.append(C.resolve(cand, "candidate" if len(req.candidates) == 1 else f"candidate-{i + 1}", "candidate"))
     ood_store = _open_ood(req.ood, store, columns) if req.ood is not None else None
-    keep_reports = any(m.family == "mi2" for m in models)
+    keep_reports = ("test",) if any(m.family == "mi2" for m in models) else ()
     cohorts = T.select_cohorts(store, {"probe_train": cfg.probe_train_images, "val": cfg.eval_images,
                                        "test": cfg.eval_images}, seed=cfg.seed, keep_reports=keep_reports,
                                splits_as={"train": "probe_train", "val": "val", "test": "test"})

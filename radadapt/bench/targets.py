@@ -76,11 +76,12 @@ def patient_draw(patient_key: str, seed: int) -> float:
     return int.from_bytes(hashlib.sha256(f"{seed}:{patient_key}".encode()).digest()[:8], "big") / 2**64
 
 
-def select_cohorts(store: "Store", caps: dict[str, int | None], seed: int = 0, keep_reports: bool = False,
+def select_cohorts(store: "Store", caps: dict[str, int | None], seed: int = 0, keep_reports: tuple[str, ...] = (),
                    splits_as: dict[str, str] | None = None) -> dict[str, Cohort]:
     """One streaming pass over the manifest. ``caps`` maps split -> max images (None: all).
 
-    ``splits_as`` renames store splits to cohorts (e.g. every split of an out-of-domain store -> "ood").
+    ``splits_as`` renames store splits to cohorts (e.g. every split of an out-of-domain store -> "ood");
+    report text is kept (in memory only) for the cohorts named in ``keep_reports``.
     """
     splits_as = splits_as or {s: s for s in caps}
     sizes: dict[str, int] = {}
@@ -102,7 +103,7 @@ def select_cohorts(store: "Store", caps: dict[str, int | None], seed: int = 0, k
         co.offsets.append(rec.offset)
         co.heights.append(rec.height)
         co.widths.append(rec.width)
-        co.reports.append(rec.report_text if keep_reports else None)
+        co.reports.append(rec.report_text if c in keep_reports else None)
     return out
 
 
