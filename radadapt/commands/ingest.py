@@ -27,7 +27,7 @@ def register(app: typer.Typer) -> None:
         site_key: Annotated[Path, typer.Option("--site-key", help="Site key file from `radadapt init` (mode 0600).")],
         workers: WorkersOpt = None,
         resolution: Annotated[Optional[int], typer.Option("--resolution", min=32, max=4096, help="Short side of stored images in pixels (default 518).")] = None,
-        masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of <SOPInstanceUID>__<device>.png device masks.")] = None,
+        masks: Annotated[Optional[Path], typer.Option("--masks", help="Folder of device masks named SOPInstanceUID__device.png.")] = None,
         config: Annotated[Optional[Path], typer.Option("--config", help="Site config (default: $RADADAPT_CONFIG or ./radadapt.toml).")] = None,
         accession_column: Annotated[Optional[str], typer.Option("--accession-column", help="CSV column with the accession number.")] = None,
         report_column: Annotated[Optional[str], typer.Option("--report-column", help="CSV column with the report text.")] = None,
