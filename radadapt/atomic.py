@@ -68,6 +68,28 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", *, perms: int | None 
         raise
 
 
+def publish_dir(staging: str | os.PathLike, out: str | os.PathLike, *, old_suffix: str = "replaced") -> None:
+    """Move a finished staging folder to ``out`` (same filesystem), replacing an earlier ``out`` if present.
+
+    Readers see the old folder or the new one, never a mix: the old one is first renamed aside to the hidden
+    ``.<name>.<old_suffix>`` (removed afterwards; a crash in between leaves it for the caller's clean-up). The
+    folder gets the mode a plain ``mkdir`` would give, since ``tempfile.mkdtemp`` makes it 0700.
+    """
+    import shutil
+
+    staging, out = Path(staging), Path(out)
+    os.chmod(staging, 0o777 & ~_umask())
+    if out.is_dir():
+        old = out.parent / f".{out.name}.{old_suffix}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(out, old)
+        os.replace(staging, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(staging, out)
+    _fsync_dir(out.parent)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

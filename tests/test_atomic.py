@@ -47,3 +47,16 @@ def test_jsonl_roundtrip(tmp_path):
     rows = [{"i": i, "s": "é"} for i in range(5)]
     assert atomic.write_jsonl(tmp_path / "r.jsonl", rows) == 5
     assert list(atomic.read_jsonl(tmp_path / "r.jsonl")) == rows
+
+
+def test_publish_dir_replaces_a_folder_whole(tmp_path):
+    out = tmp_path / "export"
+    out.mkdir()
+    (out / "old.txt").write_text("old")
+    staging = tmp_path / ".export.partial"
+    staging.mkdir(mode=0o700)
+    (staging / "new.txt").write_text("new")
+    atomic.publish_dir(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
+    assert not staging.exists() and not (tmp_path / ".export.replaced").exists()
+    assert out.stat().st_mode & 0o777 == 0o777 & ~atomic._umask()

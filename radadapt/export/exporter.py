@@ -12,7 +12,6 @@ refuses an export in which one appears.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -376,18 +375,4 @@ def _remove_stale(out: Path) -> None:
 
 def _publish(staging: Path, out: Path) -> None:
     """Rename the finished export into place (replacing an earlier export only when --force allowed it)."""
-    os.chmod(staging, 0o777 & ~_umask())
-    if out.is_dir():
-        old = out.parent / f".{out.name}.replaced"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(out, old)
-        os.replace(staging, out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(staging, out)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+    atomic.publish_dir(staging, out, old_suffix="replaced")

@@ -18,7 +18,6 @@ network: the model is built from the local ``config.json`` (or inferred from the
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -332,25 +331,11 @@ def save_model_dir(
             weights.save_file(tmp / HEAD_WEIGHTS, head.state_dict(), {k: str(v) for k, v in head.dims().items()})
         atomic.write_json(tmp / PREPROCESSOR, pre.to_processor_config())
         atomic.write_json(tmp / CONFIG, _config_json(config, extra))
-        os.chmod(tmp, 0o777 & ~_umask())
-        if out.exists():
-            old = out.parent / f".{out.name}.old"
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(out, old)
-            os.replace(tmp, out)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, out)
+        atomic.publish_dir(tmp, out, old_suffix="old")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return {f.name: sha256_file(f) for f in sorted(out.iterdir()) if f.is_file()}
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def write_tiny(out_dir: str | Path, seed: int = 0, *, overwrite: bool = False) -> dict[str, str]:
