@@ -57,8 +57,12 @@ def cross_entropy(teacher_probs: torch.Tensor, student_logits: torch.Tensor, stu
     return -(teacher_probs.float() * F.log_softmax(student_logits.float() / student_temp, dim=-1)).sum(dim=-1)
 
 
-class DINOLoss(nn.Module):
-    """DINO [CLS] loss with teacher centring (buffer ``center``) or Sinkhorn-Knopp."""
+class TeacherCentring(nn.Module):
+    """Teacher targets shared by the DINO and iBOT losses: centring (EMA buffer ``center``) or Sinkhorn-Knopp.
+
+    Centre statistics of one optimizer step (all its micro-batches, all ranks) are summed in non-persistent
+    buffers and applied once by ``update_center()``; a checkpoint is taken between steps, when they are empty.
+    """
 
     def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
                  centering: str = "centering", sinkhorn_iterations: int = 3):
@@ -71,29 +75,18 @@ class DINOLoss(nn.Module):
         self.centering = centering
         self.sinkhorn_iterations = sinkhorn_iterations
         self.register_buffer("center", torch.zeros(1, out_dim))
-        # Statistics of the current optimizer step (all its micro-batches); not saved: a checkpoint is taken
-        # between steps, when they are empty.
         self.register_buffer("_sum", torch.zeros(1, out_dim), persistent=False)
         self.register_buffer("_count", torch.zeros(()), persistent=False)
 
     @torch.no_grad()
-    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
-        """Teacher targets [N, K] from raw teacher head outputs [N, K]; records centre statistics."""
+    def _targets(self, teacher_logits: torch.Tensor, teacher_temp: float,
+                 n_samples: torch.Tensor | int | None = None) -> torch.Tensor:
         t = teacher_logits.float()
         if self.centering == "sinkhorn_knopp":
-            return sinkhorn_knopp(t, teacher_temp, self.sinkhorn_iterations)
+            return sinkhorn_knopp(t, teacher_temp, self.sinkhorn_iterations, n_samples=n_samples)
         self._sum += t.sum(dim=0, keepdim=True)
         self._count += t.shape[0]
         return F.softmax((t - self.center) / teacher_temp, dim=-1)
-
-    def forward(self, student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor]) -> torch.Tensor:
-        """Sum over every (student chunk, teacher chunk) pair of the batch-mean cross-entropy (DINOv2 form; the
-        caller divides by the number of pairs and skips same-view pairs)."""
-        total = student_logits[0].new_zeros((), dtype=torch.float32)
-        for s in student_logits:
-            for t in teacher_probs:
-                total = total + cross_entropy(t, s, self.student_temp).mean()
-        return total
 
     @torch.no_grad()
     def update_center(self) -> None:
@@ -112,3 +105,21 @@ class DINOLoss(nn.Module):
     def reset_statistics(self) -> None:
         self._sum.zero_()
         self._count.zero_()
+
+
+class DINOLoss(TeacherCentring):
+    """DINO [CLS] loss with teacher centring (buffer ``center``) or Sinkhorn-Knopp."""
+
+    @torch.no_grad()
+    def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
+        """Teacher targets [N, K] from raw teacher head outputs [N, K]; records centre statistics."""
+        return self._targets(teacher_logits, teacher_temp)
+
+    def forward(self, student_logits: list[torch.Tensor], teacher_probs: list[torch.Tensor]) -> torch.Tensor:
+        """Sum over every (student chunk, teacher chunk) pair of the batch-mean cross-entropy (DINOv2 form; the
+        caller divides by the number of pairs and skips same-view pairs)."""
+        total = student_logits[0].new_zeros((), dtype=torch.float32)
+        for s in student_logits:
+            for t in teacher_probs:
+                total = total + cross_entropy(t, s, self.student_temp).mean()
+        return total

@@ -12,10 +12,7 @@ updated once per optimizer step from statistics gathered over all micro-batches 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from torch import nn
-
-from radadapt.train.losses.dino import _all_reduce, cross_entropy, sinkhorn_knopp
+from radadapt.train.losses.dino import TeacherCentring, _all_reduce, cross_entropy
 
 
 def mask_weights(masks: torch.Tensor) -> torch.Tensor:
@@ -24,29 +21,14 @@ def mask_weights(masks: torch.Tensor) -> torch.Tensor:
     return per_image.unsqueeze(-1).expand_as(masks)[masks]
 
 
-class iBOTPatchLoss(nn.Module):  # noqa: N801 - the paper's name
-    def __init__(self, out_dim: int, student_temp: float = 0.1, center_momentum: float = 0.9,
-                 centering: str = "centering", sinkhorn_iterations: int = 3):
-        super().__init__()
-        self.out_dim = out_dim
-        self.student_temp = student_temp
-        self.center_momentum = center_momentum
-        self.centering = centering
-        self.sinkhorn_iterations = sinkhorn_iterations
-        self.register_buffer("center", torch.zeros(1, out_dim))
-        self.register_buffer("_sum", torch.zeros(1, out_dim), persistent=False)
-        self.register_buffer("_count", torch.zeros(()), persistent=False)
-
+class iBOTPatchLoss(TeacherCentring):  # noqa: N801 - the paper's name
     @torch.no_grad()
     def teacher_probs(self, teacher_logits: torch.Tensor, teacher_temp: float) -> torch.Tensor:
         """Targets [M, K] for the M masked tokens of this rank (teacher outputs at the masked positions)."""
-        t = teacher_logits.float()
-        if self.centering == "sinkhorn_knopp":
-            n = torch.tensor(float(t.shape[0]), device=t.device)
-            return sinkhorn_knopp(t, teacher_temp, self.sinkhorn_iterations, n_samples=_all_reduce(n))
-        self._sum += t.sum(dim=0, keepdim=True)
-        self._count += t.shape[0]
-        return F.softmax((t - self.center) / teacher_temp, dim=-1)
+        n_samples = None
+        if self.centering == "sinkhorn_knopp":  # masked-token counts differ by rank: the global count
+            n_samples = _all_reduce(torch.tensor(float(teacher_logits.shape[0]), device=teacher_logits.device))
+        return self._targets(teacher_logits, teacher_temp, n_samples)
 
     def forward(self, student_logits: torch.Tensor, teacher_probs: torch.Tensor, masks: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
@@ -56,21 +38,3 @@ class iBOTPatchLoss(nn.Module):  # noqa: N801 - the paper's name
         ce = cross_entropy(teacher_probs, student_logits, self.student_temp)
         w = mask_weights(masks) if weights is None else weights
         return (ce * w).sum() / max(masks.shape[0], 1)
-
-    @torch.no_grad()
-    def update_center(self) -> None:
-        if self.centering != "centering":
-            return
-        stats = torch.cat([self._sum.flatten(), self._count.reshape(1)])
-        _all_reduce(stats)
-        count = float(stats[-1])
-        if count > 0:
-            self.center.mul_(self.center_momentum).add_(stats[:-1].reshape(1, -1) / count,
-                                                        alpha=1 - self.center_momentum)
-        self.reset_statistics()
-
-    @torch.no_grad()
-    def reset_statistics(self) -> None:
-        self._sum.zero_()
-        self._count.zero_()
-
