@@ -155,7 +155,19 @@ for _name in COMMAND_MODULES:
     import_module(f"radadapt.commands.{_name}").register(app)
 
 
+def _offline_unless_pulling(argv: list[str]) -> None:
+    """Only `radadapt models pull` may reach the network: every other command runs with the Hugging Face
+    libraries switched to offline mode, so no library default can make a call the user did not ask for."""
+    words = [a for a in argv if not a.startswith("-")]
+    if words[:2] == ["models", "pull"]:
+        return
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+
+
 def main() -> None:
+    _offline_unless_pulling(sys.argv[1:])
     app()
 
 

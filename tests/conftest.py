@@ -11,6 +11,38 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("RADADAPT_PROGRESS", "0")
 
 
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch):
+    """Every test runs offline: a connection to anything but this machine fails loudly (the DDP tests talk to
+    themselves over loopback)."""
+    import ipaddress
+    import socket
+
+    real_connect, real_connect_ex = socket.socket.connect, socket.socket.connect_ex
+
+    def _check(address):
+        if isinstance(address, tuple) and address:
+            host = address[0]
+            try:
+                if ipaddress.ip_address(host).is_loopback:
+                    return
+            except ValueError:
+                if host == "localhost":
+                    return
+            raise AssertionError(f"a test tried to reach the network: {address!r}")
+
+    def connect(self, address):
+        _check(address)
+        return real_connect(self, address)
+
+    def connect_ex(self, address):
+        _check(address)
+        return real_connect_ex(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", connect_ex)
+
+
 @pytest.fixture()
 def site_key(tmp_path):
     """A fresh site key file (mode 0600) and the loaded key."""

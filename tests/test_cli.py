@@ -1,3 +1,4 @@
+import os
 import subprocess
 import sys
 import time
@@ -67,3 +68,23 @@ def test_os_errors_on_user_paths_are_one_line(cli, tmp_path):
     res = cli("init", blocker / "sub")
     assert res.exit_code != 0
     assert res.stderr.startswith("error[io.")
+
+
+def test_every_command_but_pull_runs_with_the_hub_offline(monkeypatch):
+    from radadapt.cli import _offline_unless_pulling
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    _offline_unless_pulling(["--debug", "models", "pull", "rad-dino", "--out", "x"])
+    assert "HF_HUB_OFFLINE" not in os.environ
+    _offline_unless_pulling(["train", "--model", "mi2"])
+    assert os.environ["HF_HUB_OFFLINE"] == "1" and os.environ["TRANSFORMERS_OFFLINE"] == "1"
+
+
+def test_the_suite_cannot_reach_the_network():
+    import socket
+
+    import pytest
+
+    with socket.socket() as s, pytest.raises(AssertionError, match="network"):
+        s.connect(("192.0.2.1", 443))  # TEST-NET-1: never routed
