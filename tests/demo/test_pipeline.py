@@ -224,3 +224,92 @@ def test_command_prints_the_summary_and_where_the_report_is(cli, monkeypatch, tm
     assert res.stdout.strip().endswith(f"Open {tmp_path / 'report' / 'index.html'} in a browser")
     res = cli("demo", "--out", tmp_path, "--json")
     assert json.loads(res.stdout) == summary
+
+
+# -- the real journey, end to end ------------------------------------------------------------------------------
+# Categories of phi.json that cannot occur innocently (docs/demo_archive.md "phi.json"); dates and times can.
+UNAMBIGUOUS = ("names", "ids", "accession_numbers", "uids", "institutions", "addresses", "phones", "physicians",
+               "other")
+_TEXT_RUN = re.compile(rb"(?:[\x20-\x7e]|[\xc2-\xf4][\x80-\xbf]{1,3}){6,}")  # printable ASCII / UTF-8, 6 or more
+
+
+def _trie_pattern(words: set[str]) -> str:
+    """One regex matching any of ``words``, as a character trie: a search costs about one pass over the text,
+    however many words (a plain alternation would try every word at every position)."""
+    trie: dict = {}
+    for w in words:
+        node = trie
+        for ch in w:
+            node = node.setdefault(ch, {})
+        node[""] = {}
+
+    def render(node: dict) -> str:
+        if "" in node:  # a whole word ends here: a match, whatever follows
+            return ""
+        alts = [re.escape(ch) + render(child) for ch, child in sorted(node.items())]
+        return alts[0] if len(alts) == 1 else "(?:" + "|".join(alts) + ")"
+
+    return render(trie)
+
+
+def planted_phi_in(root: Path, phi: dict[str, list[str]], skip: list[Path]) -> list[tuple[str, str]]:
+    """(file, identifier category) for every planted identifier found in any file under ``root`` outside
+    ``skip``: the printable runs of every file, binary ones included, are searched for each string and its
+    JSON-escaped form."""
+    category = {}
+    for cat in UNAMBIGUOUS:
+        for s in phi.get(cat, []):
+            if len(s) >= 6:
+                category[s] = category[json.dumps(s)[1:-1]] = cat
+    pattern = re.compile(_trie_pattern(set(category)))
+    hits = set()
+    for dirpath, _, names in os.walk(root):
+        d = Path(dirpath)
+        if any(d == s or s in d.parents for s in skip):
+            continue
+        for name in names:
+            runs = "\n".join(r.decode("utf-8", "ignore") for r in _TEXT_RUN.findall((d / name).read_bytes()))
+            hits |= {(str((d / name).relative_to(root)), category[m.group(0)]) for m in pattern.finditer(runs)}
+    return sorted(hits)
+
+
+def test_planted_phi_scan_finds_what_it_should(tmp_path):
+    phi = {"names": ["QUIRINUS Bartholomew", "Zwölfhausen"], "ids": ["MRN:ZQ00463181X"], "dates": ["01/01/1974"]}
+    (tmp_path / "a.json").write_text(json.dumps({"x": "Zwölfhausen"}))  # escaped by json.dumps
+    (tmp_path / "b.bin").write_bytes(b"\x00\x01MRN:ZQ00463181X\xff")
+    (tmp_path / "c.txt").write_text("01/01/1974 QUIRINUS")  # a date (ambiguous) and half a name
+    (tmp_path / "private").mkdir()
+    (tmp_path / "private" / "audit.txt").write_text("QUIRINUS Bartholomew")
+    found = planted_phi_in(tmp_path, phi, skip=[tmp_path / "private"])
+    assert sorted(found) == [("a.json", "names"), ("b.bin", "ids")]
+
+
+@pytest.mark.slow
+def test_the_whole_journey(tmp_path):
+    """The real stages with the demo's own settings (same n, seed and size as `radadapt demo`)."""
+    out = tmp_path / "demo"
+    summary = P.run_demo(out)
+    layout = P.DemoLayout(out)
+    assert summary["unavailable"] == {}
+    for path in [layout.reports / "index.html", *(layout.report(f) / "report.html" for f in P.FAMILIES),
+                 *(layout.export(f) / "provenance.json" for f in P.FAMILIES), layout.store / "labels.json"]:
+        assert path.is_file(), path
+    html = (layout.reports / "index.html").read_text()
+    assert "rad-dino/report.html" in html and "mi2/report.html" in html
+
+    better = []  # (family, task) with the adapted model above its starting point, paired CI excluding 0
+    for fam, entry in summary["families"].items():
+        rows = {r["task"]: r for r in entry["rows"]}
+        assert any(t.startswith("findings macro") for t in rows) and any(t.startswith("devices macro") for t in rows)
+        for task, row in rows.items():
+            d = row["difference"]
+            if d and d["verdict"] == "better":
+                assert d["low"] > 0 and row["adapted"]["point"] > row["baseline"]["point"]
+                better.append((fam, task))
+    assert any("macro AUROC" in task and "zero-shot" not in task for _, task in better), better
+
+    phi = json.loads((layout.hospital / "phi.json").read_text(encoding="utf-8"))
+    assert planted_phi_in(out, phi, skip=[layout.hospital, layout.private]) == []
+
+    again = P.run_demo(out)  # a finished demo reruns nothing and reports the same
+    assert again["families"] == summary["families"]
