@@ -23,6 +23,10 @@ _B_MAX = 5.0
 # Huber threshold on log-error residuals: beyond ~1% relative error a point's pull grows linearly, not
 # quadratically (Hoffmann et al. 2022 used 1e-3; 1e-2 keeps more efficiency at bootstrap-level noise).
 HUBER_DELTA = 0.01
+# Well-posed fits converge in under 50 evaluations; a nearly flat series leaves a ridge (b -> 0 trades against c) on
+# which the trust region crawls for thousands of steps at the same cost, so more evaluations buy nothing.
+_MAX_NFEV = 200
+_LOG_FLOAT_MAX = float(np.log(np.finfo(np.float64).max))
 
 
 @dataclass
@@ -66,7 +70,8 @@ def _fit_once(n: np.ndarray, e: np.ndarray, floor: bool, inits: list[tuple[float
             p0 = np.array([la0, b0])
             bounds = ([-30.0, -_B_MAX], [30.0, _B_MAX])  # b < 0 shows inverse scaling: error grows with N
         try:
-            r = least_squares(resid, p0, jac=jac, bounds=bounds, loss="huber", f_scale=HUBER_DELTA, max_nfev=2000)
+            r = least_squares(resid, p0, jac=jac, bounds=bounds, loss="huber", f_scale=HUBER_DELTA,
+                              max_nfev=_MAX_NFEV)
         except (ValueError, FloatingPointError):
             continue
         if not np.all(np.isfinite(r.x)):
@@ -143,10 +148,17 @@ def bootstrap_b(n: np.ndarray, reps: np.ndarray, floor: bool, start: Fit) -> tup
 
 
 def n_for_error(fit: Fit, target_error: float) -> float | None:
-    """The N at which the fitted error reaches ``target_error``; None if below the floor or never reached."""
-    if target_error <= fit.c or fit.a <= 0:
+    """The N at which the fitted error reaches ``target_error``.
+
+    None when the curve never gets there (target at or below the floor c, or an error that does not fall with N);
+    ``inf`` when it would need more images than a float can count (a nearly flat curve: b close to 0). Computed in
+    log space: ``(a / (e - c)) ** (1 / b)`` overflows for small b.
+    """
+    if target_error <= fit.c or fit.a <= 0 or not np.isfinite(fit.b):
         return None
     if fit.b <= 0:
         return None  # error does not fall with N
-    return float((fit.a / (target_error - fit.c)) ** (1.0 / fit.b))
-
+    log_n = (np.log(fit.a) - np.log(target_error - fit.c)) / fit.b
+    if log_n >= _LOG_FLOAT_MAX:
+        return float("inf")
+    return float(np.exp(log_n))

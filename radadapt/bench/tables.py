@@ -122,3 +122,13 @@ def _fmt_pred(p) -> str:
     if p.metric is not None:
         return f"N={p.target:,.0f} -> {p.metric:.3f} ({p.status.replace('_', ' ')})"
     return f"{p.target:g} at N={p.n:,.0f} ({p.status.replace('_', ' ')})"
+
+
+def scaling_notes(res: ScalingResults) -> str:
+    """Why a prediction has no number (or is unreliable), one line each, under the table (too long for a cell)."""
+    lines = [f"warning: {w}" for w in res.warnings]
+    for task in res.tasks:
+        for p in task.predictions:
+            if p.message and p.status != "reached":
+                lines.append(f"{task.task}, {p.form}, {p.target:g}: {p.message}")
+    return "\n".join(lines)

@@ -140,6 +140,7 @@ def analyse_series(s: _Series, *, targets: list[float], at: list[float], n_boot:
 
 def _predict_target(fit: Fit, form: str, target: float, n: np.ndarray, e: np.ndarray, n_max: float,
                     limit: float, allow: bool):
+    """The N at which ``fit`` reaches metric ``target``, or a plain statement of why no number is given."""
     from radadapt.bench.schema import Prediction
 
     err = 1.0 - target
@@ -149,26 +150,44 @@ def _predict_target(fit: Fit, form: str, target: float, n: np.ndarray, e: np.nda
                           message=f"already reached at N={first:,.0f}")
     need = n_for_error(fit, err)
     if need is None:
-        floor = 1.0 - fit.c
+        if fit.b <= 0:
+            why = f"the fitted error does not fall as N grows (b = {fit.b:.3g})"
+        else:
+            why = f"it is above the fitted ceiling {1.0 - fit.c:.4f} (the irreducible error c = {fit.c:.4f})"
         return Prediction(form=form, target=target, status="unreachable",
-                          message=f"the fitted curve never reaches it (ceiling {floor:.4f})")
-    if need > limit * n_max and not allow:
+                          message=f"the fitted curve never reaches {target:g}: {why}")
+    if not np.isfinite(need):
+        return Prediction(form=form, target=target, status="unreachable",
+                          message=f"the fitted curve is nearly flat (b = {fit.b:.3g}): reaching {target:g} would need "
+                                  "more images than can be counted")
+    ratio = need / n_max
+    if ratio > limit and not allow:
         return Prediction(form=form, target=target, status="withheld_beyond_limit",
                           message=f"would need more than {limit:g}x the largest N ({n_max:,.0f}); "
                                   "pass --allow-extrapolation to see the number")
-    status = "within_range" if need <= n_max else "extrapolated"
-    return Prediction(form=form, target=target, n=need, status=status)
+    if need <= n_max:
+        return Prediction(form=form, target=target, n=need, status="within_range")
+    msg = f"{ratio:.3g}x the largest N fitted" + (" (beyond the extrapolation limit: unreliable)" if ratio > limit
+                                                    else "")
+    return Prediction(form=form, target=target, n=need, status="extrapolated", message=msg)
 
 
 def _predict_at(fit: Fit, form: str, size: float, n_max: float, limit: float, allow: bool):
+    """The metric ``fit`` predicts at ``size`` images, withheld beyond the extrapolation limit."""
     from radadapt.bench.schema import Prediction
 
-    if size > limit * n_max and not allow:
+    ratio = size / n_max
+    if ratio > limit and not allow:
         return Prediction(form=form, target=size, status="withheld_beyond_limit",
                           message=f"N is more than {limit:g}x the largest N fitted ({n_max:,.0f})")
-    metric = float(1.0 - fit.predict(size))
-    return Prediction(form=form, target=size, n=size, metric=metric,
-                      status="within_range" if size <= n_max else "extrapolated")
+    status = "within_range" if size <= n_max else "extrapolated"
+    err = float(fit.predict(size))
+    if not 0.0 <= err <= 1.0:  # e.g. a pure power law with b < 0, or an N far below the fitted range
+        return Prediction(form=form, target=size, n=size, status=status,
+                          message=f"the fitted error at this N is {err:.3g}, outside [0, 1]: no metric is given")
+    msg = None if ratio <= 1 else f"{ratio:.3g}x the largest N fitted" + (
+        " (beyond the extrapolation limit: unreliable)" if ratio > limit else "")
+    return Prediction(form=form, target=size, n=size, metric=1.0 - err, status=status, message=msg)
 
 
 @dataclass
@@ -207,7 +226,7 @@ def run_scaling(req: ScalingRequest):
     for t in req.targets:
         if not 0.0 < t < 1.0:
             raise UsageError("scaling.bad_target", f"--target {t:g} is not a metric value in (0, 1)")
-    if any(a <= 0 for a in req.at):
+    if any(not (np.isfinite(a) and a > 0) for a in req.at):
         raise UsageError("scaling.bad_at", "--at must be a positive number of images")
     loaded = [load_results(p) for p in req.inputs]
     paths = [str(p) for p in req.inputs]

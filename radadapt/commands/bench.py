@@ -92,7 +92,7 @@ def register(app: typer.Typer) -> None:
         """Fit error = a·N^-b + c (and a·N^-b) per task across benchmarks of runs trained on nested subsets:
         bootstrap CI on b, fit quality, leave-largest-out extrapolation error, and the N needed for a target."""
         from radadapt import console
-        from radadapt.bench.tables import scaling_table
+        from radadapt.bench.tables import scaling_notes, scaling_table
         from radadapt.bench.trends import ScalingRequest, run_scaling
 
         setup_output(json_output)
@@ -100,6 +100,6 @@ def register(app: typer.Typer) -> None:
                                          probe=probe, per_label=per_label, n_boot=bootstrap,
                                          max_extrapolation=max_extrapolation, allow_extrapolation=allow_extrapolation,
                                          out=out))
-        console.emit(jsonable(res), table=scaling_table(res))
+        console.emit(jsonable(res), table=scaling_table(res), text=scaling_notes(res))
 
     app.add_typer(group, name="benchmark")

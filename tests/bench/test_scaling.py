@@ -109,3 +109,59 @@ def test_scaling_refuses_benchmarks_without_run_sizes(tmp_path, cli):
     assert err.value.code == "scaling.no_n"
     res = cli("benchmark", "scaling", tmp_path / "missing")
     assert res.exit_code == 3 and "error[scaling.no_results]" in res.stderr
+
+
+def test_n_for_error_of_a_nearly_flat_curve_is_infinite_not_an_overflow():
+    from radadapt.bench.scaling import Fit
+
+    flat = Fit(a=0.4, b=1e-4, c=0.0, cost=0.0, ok=True)
+    assert n_for_error(flat, 0.3) == float("inf")  # (0.4 / 0.3) ** 10000 overflows a float
+    assert n_for_error(Fit(a=0.4, b=0.5, c=0.0, cost=0.0, ok=True), 0.1) == pytest.approx(16.0)
+    assert n_for_error(Fit(a=0.4, b=-0.1, c=0.0, cost=0.0, ok=True), 0.1) is None  # error grows with N
+    assert n_for_error(Fit(a=0.4, b=0.5, c=0.2, cost=0.0, ok=True), 0.2) is None  # exactly the floor
+
+
+def _series(tmp_path, prefix, ns, metrics, seed=0):
+    rng = np.random.default_rng(seed)
+    return [_results(tmp_path, f"{prefix}{i}", n, m, m + rng.normal(0, 0.005, 100), verdict="no evidence of difference")
+            for i, (n, m) in enumerate(zip(ns, metrics))]
+
+
+def test_far_or_unreachable_targets_give_statements_not_crashes(tmp_path, cli):
+    """The reported bug: a nearly flat series with --target 0.7 raised OverflowError in n_for_error."""
+    paths = _series(tmp_path, "flat", [1000, 3000, 10000, 30000], [0.60, 0.599, 0.6012, 0.6005])
+    res = cli("benchmark", "scaling", *paths, "--target", "0.7", "--target", "0.9", "--target", "0.99",
+              "--bootstrap", "12", "--json")
+    assert res.exit_code == 0, res.stderr
+    preds = json.loads(res.stdout)["tasks"][0]["predictions"]
+    assert len(preds) == 6
+    for p in preds:
+        assert p["n"] is None and p["status"] in ("unreachable", "withheld_beyond_limit") and p["message"]
+    by = {(p["form"], p["target"]): p for p in preds}
+    assert "nearly flat" in by[("a*N^-b", 0.9)]["message"]  # b ~ 1e-3: would need more than 1e308 images
+    assert by[("a*N^-b", 0.7)]["status"] == "withheld_beyond_limit"
+    # allowing extrapolation still never gives an infinite N, and the terminal says why, not just the status
+    res = cli("benchmark", "scaling", *paths, "--target", "0.9", "--bootstrap", "0", "--allow-extrapolation",
+              "--out", tmp_path / "scaling.json")
+    assert res.exit_code == 0, res.stderr
+    assert "nearly flat" in res.stdout.replace("\n", " ")
+    for p in json.loads((tmp_path / "scaling.json").read_text())["tasks"][0]["predictions"]:
+        assert p["status"] == "unreachable" and p["n"] is None
+
+
+def test_target_above_the_fitted_ceiling_and_inverse_scaling(tmp_path):
+    # error floor c = 0.25 planted: AUROC can never pass 0.75
+    ns = np.array([1e3, 3e3, 1e4, 3e4, 1e5])
+    paths = _series(tmp_path, "floor", ns.astype(int), 1 - (2.0 * ns ** -0.5 + 0.25), seed=1)
+    res = run_scaling(ScalingRequest(inputs=paths, targets=[0.8], at=[1e6], n_boot=0, allow_extrapolation=True))
+    floor_pred = next(p for p in res.tasks[0].predictions if p.form == "a*N^-b + c" and p.target == 0.8)
+    assert floor_pred.status == "unreachable" and floor_pred.n is None and "ceiling" in floor_pred.message
+    at = next(p for p in res.tasks[0].predictions if p.form == "a*N^-b + c" and p.target == 1e6)
+    assert at.status == "extrapolated" and at.metric == pytest.approx(0.75, abs=0.01) and "10x" in at.message
+    # a candidate that gets worse with more data: the pure law has b < 0 and says the error does not fall
+    worse = _series(tmp_path, "worse", [1000, 3000, 10000], [0.80, 0.78, 0.76], seed=2)
+    res = run_scaling(ScalingRequest(inputs=worse, targets=[0.85], n_boot=0))
+    pure = next(f for f in res.tasks[0].fits if f.form == "a*N^-b")
+    assert pure.b < 0
+    pred = next(p for p in res.tasks[0].predictions if p.form == "a*N^-b")
+    assert pred.status == "unreachable" and "does not fall" in pred.message
