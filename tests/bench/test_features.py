@@ -65,3 +65,35 @@ def test_float16_overflow_falls_back_to_float32(tmp_path):
     cache.write(["a", "b"], {"cls": np.array([[1.0, 2.0], [1e6, 3.0]], np.float32)})
     got = F.FeatureCache(tmp_path, "f" * 64).load(["b", "a"], ["cls"])["cls"]
     np.testing.assert_array_equal(got, [[1e6, 3.0], [1.0, 2.0]])
+
+
+def test_changed_weights_or_preprocessing_miss_the_cache(bench_store, tiny_rad_dino, tmp_path):
+    """The cache key is the model fingerprint: editing one weight or the preprocessing makes every image a miss."""
+    import json
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    from radadapt.models import registry
+
+    root, _ = bench_store
+    store = Store(root)
+    index = T.select_cohorts(store, {"val": None})["val"].index()
+    enc = registry.load_encoder(tiny_rad_dino)
+    F.extract(enc, store, index, F.FeatureCache(tmp_path / "c", enc.fingerprint), batch_size=16)
+    edited = tmp_path / "edited"
+    shutil.copytree(tiny_rad_dino, edited)
+    weights = load_file(edited / "model.safetensors")
+    name = sorted(weights)[0]
+    weights[name] = weights[name] + 1e-3
+    save_file(weights, edited / "model.safetensors")
+    enc2 = registry.load_encoder(edited)
+    assert enc2.fingerprint != enc.fingerprint
+    _, stats = F.extract(enc2, store, index, F.FeatureCache(tmp_path / "c", enc2.fingerprint), batch_size=16)
+    assert stats == {"reused": 0, "computed": len(index)}
+    pre = tmp_path / "pre"
+    shutil.copytree(tiny_rad_dino, pre)
+    cfg = json.loads((pre / "preprocessor_config.json").read_text())
+    cfg["image_mean"] = [0.5, 0.5, 0.5]
+    (pre / "preprocessor_config.json").write_text(json.dumps(cfg))
+    assert registry.load_encoder(pre).fingerprint not in (enc.fingerprint, enc2.fingerprint)
