@@ -10,6 +10,7 @@ from tests.bench.storebuilder import build_store, make_run
 
 FAST = """[benchmark]
 min_positives = 3
+linear_features = ["cls", "cls+patch_mean", "layers"]
 c_values = 6
 max_iter = 30
 refit_iter = 60
@@ -53,7 +54,9 @@ def test_run_vs_open_weights_complete_results_with_ood(cli, bench_store, tiny_ra
     assert labels["Pneumothorax"].status == "too_few_positives" and labels["Pneumothorax"].message
     assert labels["chest tube"].status == "no_positives"
     probes = {p.name for p in results.probes}
-    assert probes == {"linear:cls", "linear:cls+patch_mean", "knn:cls"}
+    assert probes == {"linear:cls", "linear:cls+patch_mean", "linear:layers", "knn:cls"}
+    layers = next(p for p in results.probes if p.name == "linear:layers")
+    assert layers.features == "layers"  # the family's multi-layer features (4 layers x D for RAD-DINO)
     card = labels["Cardiomegaly"]
     assert card.status == "evaluated" and set(card.results) == {"baseline", "candidate"}
     for model in ("baseline", "candidate"):
@@ -73,8 +76,14 @@ def test_run_vs_open_weights_complete_results_with_ood(cli, bench_store, tiny_ra
     # segmentation with overlays on disk
     seg = results.segmentation
     assert seg.status == "evaluated" and seg.devices == ["endotracheal tube"]
-    dice = seg.results["candidate"]["pyramid"]["all"]["dice"]
-    assert dice.point is not None and dice.n > 0 and 0 <= dice.low <= dice.high <= 1
+    assert seg.heads == ["linear", "pyramid"]
+    for head in seg.heads:
+        for metric in ("dice", "iou"):
+            est = seg.results["candidate"][head]["all"][metric]
+            assert est.point is not None and est.n > 0 and 0 <= est.low <= est.point <= est.high <= 1
+        r = seg.results["baseline"][head]["all"]
+        assert r["iou"].point <= r["dice"].point + 1e-9  # IoU <= Dice for every pair, so for the mean too
+        assert seg.differences["candidate"][head]["all"]["dice"].verdict
     for name in seg.overlays["baseline"]["linear"]:
         assert (out / "overlays" / name).is_file()
     # out-of-domain section
@@ -222,3 +231,31 @@ def test_demo_store_run_trained_by_radadapt_train_vs_its_starting_point(cli, dem
     assert results.segmentation is not None and results.segmentation.status in ("evaluated", "skipped")
     if results.segmentation.status == "skipped":
         assert results.segmentation.message
+
+
+@pytest.mark.slow
+def test_no_evaluable_label_still_gives_a_complete_file_that_says_so(bench_store, tiny_rad_dino, tmp_path):
+    """Bad input that is not an error: every label has too few positives. The file is complete, every label is
+    listed with its reason, the macro rows are empty and a warning says why (never a silently empty table)."""
+    from rich.console import Console
+
+    from radadapt.bench.run import BenchmarkRequest, run_benchmark
+    from radadapt.bench.tables import summary_table
+    from radadapt.config import BenchSection
+
+    root, _ = bench_store
+    cfg = BenchSection(min_positives=10_000, linear_features=["cls"], segmentation=False, c_values=3, max_iter=10,
+                       refit_iter=10)
+    res = run_benchmark(BenchmarkRequest(store=root, baseline=tiny_rad_dino, candidates=[tiny_rad_dino],
+                                         out=tmp_path / "out", bootstrap=10, config=cfg))
+    assert (tmp_path / "out" / "results.json").is_file()
+    assert [lab.label for lab in res.classification.labels] == res.store.label_columns
+    assert {lab.status for lab in res.classification.labels} == {"too_few_positives", "no_positives"}
+    assert all(lab.message and not lab.results for lab in res.classification.labels)
+    assert all(not m.labels and m.excluded_labels and not m.results for m in res.classification.macro)
+    assert any("no label has enough positives" in w for w in res.warnings)
+    assert any("same weights as the baseline" in w for w in res.warnings)
+    con = Console(width=200, record=True)
+    con.print(summary_table(res))
+    shown = con.export_text()
+    assert "too few positives" in shown and "no positives" in shown
