@@ -85,6 +85,8 @@ def test_scaling_from_results_files_with_refusal_to_extrapolate(tmp_path):
     floor = task.fits[0]
     assert floor.form == "a*N^-b + c" and floor.b == pytest.approx(B, abs=0.05)
     assert floor.b_low < B < floor.b_high and floor.n_boot >= 50 and floor.dof == 3
+    assert floor.rmse_log < 0.01 and floor.r2_log > 0.99  # exact points: the fit quality says so
+    assert floor.loo_largest_rel_error < 0.02
     preds = {(p.form, p.target): p for p in task.predictions}
     assert preds[("a*N^-b + c", 0.95)].status == "unreachable"  # 1 - 0.95 is below the fitted floor of ~0.08
     assert preds[("a*N^-b + c", 0.9)].status == "reached"  # observed at 3.5M already
