@@ -70,3 +70,27 @@ def test_input_geometry_maps_masks_like_images(tiny_rad_dino):
     edge = np.zeros((64, 80), bool)
     edge[:, :5] = True  # the left border is cropped away
     assert not geo.masks([edge])[0].any()
+
+
+def test_mask_folder_errors_are_one_line(tmp_path, cli, bench_store, tiny_rad_dino):
+    from radadapt.bench.segmentation import read_mask, read_mask_index
+    from radadapt.errors import DataError
+
+    with pytest.raises(DataError) as err:
+        read_mask_index(tmp_path)
+    assert err.value.code == "bench.no_mask_index"
+    (tmp_path / "index.jsonl").write_text('{"image_key": "k", "device": "endotracheal tube", "path": "k.png"}\n{"oops"\n')
+    with pytest.raises(DataError) as err:
+        read_mask_index(tmp_path)
+    assert err.value.code == "bench.bad_mask_index" and "oops" not in str(err.value)
+    (tmp_path / "index.jsonl").write_text('{"image_key": "k", "device": "endotracheal tube", "path": "k.png"}\n')
+    assert read_mask_index(tmp_path) == {"k": [("endotracheal tube", tmp_path / "k.png")]}
+    (tmp_path / "k.png").write_bytes(b"not a png")
+    with pytest.raises(DataError) as err:
+        read_mask(tmp_path / "k.png")
+    assert err.value.code == "bench.bad_mask"
+    # through the CLI: --masks naming a folder that is not a mask folder fails before any extraction
+    root, _ = bench_store
+    res = cli("benchmark", "--store", root, "--baseline", tiny_rad_dino, "--candidate", tiny_rad_dino,
+              "--out", tmp_path / "o", "--masks", tmp_path / "nothing")
+    assert res.exit_code == 3 and "error[bench.no_mask_index]" in res.stderr and "Traceback" not in res.stderr
