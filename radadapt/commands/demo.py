@@ -5,7 +5,7 @@ synthetic hospital itself (docs/demo_archive.md). ``register`` calls one functio
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -24,6 +24,7 @@ def _register_demo(app: typer.Typer) -> None:
             "radadapt demo",
             "radadapt demo --out /tmp/radadapt-demo --json",
             "radadapt demo --out /tmp/small-demo --n 300 --seed 1",
+            "radadapt demo --out /tmp/dino-demo --model rad-dino",
         ),
     )
     def demo_cmd(
@@ -31,6 +32,8 @@ def _register_demo(app: typer.Typer) -> None:
                                           "earlier demo to continue).")] = Path("radadapt-demo"),
         n: Annotated[int, typer.Option("--n", help="Synthetic radiographs to generate (fewer: faster, wider CIs).")] = 600,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the whole demo: same seed, same results.")] = 0,
+        model: Annotated[Optional[list[str]], typer.Option("--model", help="Train only this family (rad-dino or "
+                                                           "mi2); repeatable. Default: both.")] = None,
         json_output: JsonOpt = False,
     ) -> None:
         """Run the whole pipeline on a built-in synthetic hospital, offline, on a CPU, in a few minutes.
@@ -45,8 +48,16 @@ def _register_demo(app: typer.Typer) -> None:
         from radadapt.demo.outcome import fmt_estimate
         from radadapt.demo.pipeline import run_demo
 
+        from radadapt.demo.pipeline import FAMILIES, SLUG
+        from radadapt.errors import UsageError
+
         setup_output(json_output)
-        summary = run_demo(out, n=n, seed=seed)
+        by_slug = {SLUG[f]: f for f in FAMILIES}
+        if model and any(m not in by_slug for m in model):
+            bad = next(m for m in model if m not in by_slug)
+            raise UsageError("demo.bad_family", f"unknown model family {bad!r}", hint="choose rad-dino or mi2")
+        kwargs = {"families": tuple(by_slug[m] for m in model)} if model else {}
+        summary = run_demo(out, n=n, seed=seed, **kwargs)
         rows = []
         for fam in summary["families"].values():
             for row in fam.get("rows", []):

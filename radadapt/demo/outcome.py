@@ -74,7 +74,7 @@ def summarise_demo(layout: "DemoLayout", state: dict[str, Any]) -> dict[str, Any
     stages = {name: {k: v for k, v in rec.items() if k in ("status", "wall_s", "cpu_s", "reason")}
               for name, rec in state["stages"].items()}
     families = {}
-    for fam in FAMILIES:
+    for fam in state["settings"].get("families", FAMILIES):
         path = layout.bench(fam) / "results.json"
         entry: dict[str, Any] = {"name": NAMES[fam]}
         if path.is_file():
@@ -88,7 +88,7 @@ def summarise_demo(layout: "DemoLayout", state: dict[str, Any]) -> dict[str, Any
         families[fam] = entry
     index = layout.reports / INDEX
     return {
-        "out": str(layout.root), "settings": {k: state["settings"][k] for k in ("n", "seed", "size")},
+        "out": str(layout.root), "settings": {k: state["settings"].get(k) for k in ("n", "seed", "size", "families")},
         "families": families, "stages": stages,
         "unavailable": {n: r.get("reason") for n, r in stages.items() if r.get("status") == "unavailable"},
         "wall_s": round(sum(r.get("wall_s", 0.0) for r in stages.values()), 1),
@@ -113,7 +113,7 @@ def write_index(layout: "DemoLayout") -> Path:
 
     state = json.loads((layout.root / STATE_FILE).read_text(encoding="utf-8"))
     families = []
-    for fam in FAMILIES:
+    for fam in state["settings"].get("families", FAMILIES):
         path = layout.bench(fam) / "results.json"
         report = layout.report(fam) / "report.html"
         entry = {"name": NAMES[fam], "outcome": family_outcome(path) if path.is_file() else None,

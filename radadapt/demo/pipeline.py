@@ -87,20 +87,25 @@ class Stage:
     owned: list[Path]  # removed before the stage starts afresh
 
 
-def demo_settings(n: int, seed: int, size: int) -> dict[str, Any]:
+def demo_settings(n: int, seed: int, size: int, families: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
     """What makes two demos the same demo (recorded in demo.json; a rerun must match it)."""
     from importlib.resources import files
 
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown or not families:
+        raise UsageError("demo.bad_family", f"unknown model family {unknown[0] if unknown else '(none)'}",
+                         hint="choose from " + ", ".join(SLUG[f] for f in FAMILIES))
     config = files("radadapt.templates").joinpath("demo.toml").read_bytes()
-    return {"n": n, "seed": seed, "size": size, "training": TRAINING,
-            "config_sha256": hashlib.sha256(config).hexdigest()}
+    return {"n": n, "seed": seed, "size": size, "families": [f for f in FAMILIES if f in families],
+            "training": TRAINING, "config_sha256": hashlib.sha256(config).hexdigest()}
 
 
 def run_demo(out: str | os.PathLike, *, n: int = DEFAULT_N, seed: int = 0, size: int = DEFAULT_SIZE,
-             workers: int | None = None) -> dict[str, Any]:
-    """Run (or continue) the demo in ``out``; returns the summary (``radadapt demo --json``)."""
+             workers: int | None = None, families: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
+    """Run (or continue) the demo in ``out``; returns the summary (``radadapt demo --json``). ``families``
+    picks the model families to train (default both: "rad_dino", "mi2")."""
     layout = DemoLayout(Path(out))
-    settings = demo_settings(n, seed, size)
+    settings = demo_settings(n, seed, size, tuple(families))
     state = open_demo_dir(layout.root, settings)
     workers = workers or min(2, os.cpu_count() or 1)
     stages = plan_stages(layout, settings, workers)
@@ -188,10 +193,10 @@ def plan_stages(layout: DemoLayout, settings: dict[str, Any], workers: int) -> l
         Stage("ingest", "ingest (DICOM -> de-identified store)", lambda: _ingest(L, workers),
               [L.store / "store.json"], [L.store]),
         Stage("labels", "labels from the reports", lambda: _labels(L), [L.store / "labels.json"], []),
-        Stage("weights", "tiny open-weights checkpoints", lambda: _weights(L, seed),
-              [L.weights(f) for f in FAMILIES], [L.root / "open-weights"]),
+        Stage("weights", "tiny open-weights checkpoints", lambda: _weights(L, seed, settings["families"]),
+              [L.weights(f) for f in settings["families"]], [L.root / "open-weights"]),
     ]
-    for fam in FAMILIES:
+    for fam in settings["families"]:
         t = TRAINING[fam]
         stages += [
             Stage(f"train-{SLUG[fam]}", f"train {NAMES[fam]} ({t['steps']} steps of {t['batch_size']} images)",
@@ -255,14 +260,16 @@ def _labels(layout: DemoLayout) -> dict:
     return {k: r.get(k) for k in ("n_studies", "n_reports") if k in r}
 
 
-def _weights(layout: DemoLayout, seed: int) -> dict:
+def _weights(layout: DemoLayout, seed: int, families: list[str]) -> dict:
     from radadapt.models import mi2, rad_dino
 
-    rad_dino.write_tiny(layout.weights("rad_dino"), seed=seed, overwrite=True)
-    if layout.weights("mi2").exists():  # mi2.write_tiny does not overwrite
-        shutil.rmtree(layout.weights("mi2"))
-    mi2.write_tiny(layout.weights("mi2"), seed=seed)
-    return {f: str(layout.weights(f)) for f in FAMILIES}
+    if "rad_dino" in families:
+        rad_dino.write_tiny(layout.weights("rad_dino"), seed=seed, overwrite=True)
+    if "mi2" in families:
+        if layout.weights("mi2").exists():  # mi2.write_tiny does not overwrite
+            shutil.rmtree(layout.weights("mi2"))
+        mi2.write_tiny(layout.weights("mi2"), seed=seed)
+    return {f: str(layout.weights(f)) for f in families}
 
 
 def _train(layout: DemoLayout, family: str, seed: int) -> dict:
@@ -321,7 +328,7 @@ def _reports(layout: DemoLayout) -> dict:
     from radadapt.demo.outcome import write_index
 
     done = {}
-    for fam in FAMILIES:
+    for fam in FAMILIES:  # the families this demo did not train have no results.json
         if (layout.bench(fam) / "results.json").is_file():
             # overlays: the demo's test patients are synthetic, so their radiographs may be shown
             rep = make_report(layout.bench(fam), layout.report(fam), overlays=True)

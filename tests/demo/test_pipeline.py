@@ -198,6 +198,17 @@ def test_stage_plan_covers_the_journey_in_order(tmp_path):
                      "train-mi2", "benchmark-mi2", "export-mi2", "report"]
     for s in stages:  # every output and every path a rerun may delete lies inside the demo folder
         assert all(tmp_path in p.parents for p in s.outputs + s.owned)
+    only = P.plan_stages(P.DemoLayout(tmp_path), P.demo_settings(60, 0, 128, ("rad_dino",)), workers=1)
+    assert [s.name for s in only] == names[:8] + ["report"]
+
+
+def test_families_are_part_of_the_settings_and_checked():
+    assert P.demo_settings(60, 0, 128, ("mi2", "rad_dino"))["families"] == ["rad_dino", "mi2"]  # canonical order
+    assert P.demo_settings(60, 0, 128, ("mi2",)) != P.demo_settings(60, 0, 128)
+    for bad in [("dino",), ()]:
+        with pytest.raises(UsageError) as exc:
+            P.demo_settings(60, 0, 128, bad)
+        assert exc.value.code == "demo.bad_family"
 
 
 # -- the command ---------------------------------------------------------------------------------------------------
@@ -212,8 +223,9 @@ def test_command_prints_the_summary_and_where_the_report_is(cli, monkeypatch, tm
     }
     seen = {}
 
-    def fake(out, *, n, seed):
-        seen.update(out=out, n=n, seed=seed)
+    def fake(out, *, n, seed, **kwargs):
+        seen.clear()
+        seen.update(out=out, n=n, seed=seed, **kwargs)
         return summary
 
     monkeypatch.setattr(P, "run_demo", fake)
@@ -224,6 +236,10 @@ def test_command_prints_the_summary_and_where_the_report_is(cli, monkeypatch, tm
     assert res.stdout.strip().endswith(f"Open {tmp_path / 'report' / 'index.html'} in a browser")
     res = cli("demo", "--out", tmp_path, "--json")
     assert json.loads(res.stdout) == summary
+    res = cli("demo", "--out", tmp_path, "--model", "mi2", "--json")
+    assert res.exit_code == 0 and seen["families"] == ("mi2",)
+    res = cli("demo", "--out", tmp_path, "--model", "dino")
+    assert res.exit_code != 0 and "demo.bad_family" in res.stderr
 
 
 # -- the real journey, end to end ------------------------------------------------------------------------------
