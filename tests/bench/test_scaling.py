@@ -129,6 +129,7 @@ def _series(tmp_path, prefix, ns, metrics, seed=0):
             for i, (n, m) in enumerate(zip(ns, metrics))]
 
 
+@pytest.mark.slow
 def test_far_or_unreachable_targets_give_statements_not_crashes(tmp_path, cli):
     """The reported bug: a nearly flat series with --target 0.7 raised OverflowError in n_for_error."""
     paths = _series(tmp_path, "flat", [1000, 3000, 10000, 30000], [0.60, 0.599, 0.6012, 0.6005])
