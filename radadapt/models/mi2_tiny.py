@@ -194,25 +194,64 @@ def config_dict(image_size: int, embed_dims: list[int], depths: list[int], num_h
     }
 
 
+LOGIT_SCALE_INIT = 2.659260036932778  # log(1 / 0.07): CLIP's initial temperature (Radford et al. 2021 §2.5)
+
+
+def init_std(name: str, shape: tuple[int, ...], text_layers: int) -> float | None:
+    """The standard deviation of a small CLIP's initialisation for the matrix ``name`` (open_clip's rule for the
+    text tower and the projections; Radford et al. 2021), or None for the image tower's matrices, which keep
+    timm's own DaViT init (trunc-normal 0.02 for linear layers, PyTorch's default for convolutions).
+
+    Why these and not a flat 0.02: the text embedding is the hidden state at EOS, the same token in every
+    text. With 0.02 everywhere at width 32 the blocks add almost nothing to the residual stream (outputs of
+    std ~0.02 * sqrt(32) * 0.02), so every text embeds as "EOS + its position" (mean pairwise cosine 0.995) and
+    contrastive gradients see no text content. Fan-in-scaled projections make each block's output O(1), so the
+    EOS state is a content-dependent mixture of the text's tokens; the token and position embeddings stay
+    small so the shared EOS embedding does not dominate. The projections at width^-0.5 also keep AdamW's
+    per-element steps (~lr) small relative to the weights (at std 0.02 and lr 1e-3 a step moved them 5%).
+    """
+    proj = len(shape) == 2 and name in ("image_projection", "lang_projection")
+    if proj:
+        return shape[0] ** -0.5
+    if not name.startswith("lang_encoder."):
+        return None
+    width = shape[-1]
+    residual = (2 * text_layers) ** -0.5  # branches that write into the residual stream, GPT-2 style
+    if name.endswith("token_embedding.weight"):
+        return 0.02
+    if name.endswith("positional_embedding"):
+        return 0.01
+    if name.endswith("attn.in_proj_weight"):
+        return width ** -0.5
+    if name.endswith("mlp.c_fc.weight"):
+        return (2 * width) ** -0.5
+    if name.endswith(("attn.out_proj.weight", "mlp.c_proj.weight")):
+        return shape[0] ** -0.5 * residual  # shape[0] = the residual width
+    raise ValueError(f"no initialisation rule for {name}")
+
+
 def randomise_(model, seed: int) -> None:
-    """Give every tensor a distinct random value (norm gains near 1, small biases, logit_scale near CLIP's
-    log(1/0.07)), so a test comparing two forwards would notice a swapped, missing or misread tensor; the
-    default init (unit gains, zero biases) would hide those."""
+    """Initialise like a sensible small CLIP (``init_std``), with every 1-D tensor made distinct: norm gains
+    1 + N(0, 0.02), biases N(0, 0.02). A test comparing two forwards then notices a swapped, missing or misread
+    tensor (unit gains and zero biases would hide those), while the network stays as well conditioned as at
+    1/0. ``logit_scale`` = log(1/0.07) (T = 14.3), CLIP's initial temperature."""
     import torch
 
+    layers = len(model.lang_encoder.resblocks)
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in sorted(model.named_parameters()):
             noise = torch.randn(p.shape, generator=g)
             if name == "logit_scale":
-                p.fill_(2.6592 + 0.1 * float(noise))
-            elif name.endswith(".bias"):
+                p.fill_(LOGIT_SCALE_INIT)
+            elif name.endswith(".bias") or name.endswith("_bias"):
                 p.copy_(0.02 * noise)
             elif p.ndim == 1:  # norm gains
-                p.copy_(1.0 + 0.1 * noise)
+                p.copy_(1.0 + 0.02 * noise)
             else:
-                fan_in = max(1, p[0].numel()) if p.ndim > 1 else 1
-                p.copy_(noise * min(0.02, fan_in ** -0.5))
+                std = init_std(name, tuple(p.shape), layers)
+                if std is not None:
+                    p.copy_(noise.clamp_(-2, 2) * std)  # truncated at 2 std, as trunc_normal_
 
 
 def write_tiny_model(out_dir: str | Path, seed: int = 0) -> dict[str, str]:
