@@ -90,3 +90,25 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def heldout_store(tmp_path_factory) -> Path:
+    """A labelled demo store big enough to measure held-out zero-shot (tests/train/test_unicl_run.py):
+    ``generate_archive(n=400, seed=1, size=128)`` ingested at 64 px with split 0.6/0.2/0.2 (by patient hash:
+    280 images, 123 train and 157 val+test), then ``label_store``. About 25 s on one core; read-only."""
+    from radadapt.config import IngestSection, SplitSection
+    from radadapt.demo.archive import generate_archive
+    from radadapt.ingest.pipeline import IngestRequest, run_ingest
+    from radadapt.labels.extract import label_store
+
+    root = tmp_path_factory.mktemp("heldout_store")
+    generate_archive(root / "demo", n=400, seed=1, size=128)
+    key = root / "site" / "site.key"
+    atomic.write_text(key, bytes(range(32)).hex() + "\n", perms=0o600)  # a fixed test key, never a site's
+    store = root / "store"
+    run_ingest(IngestRequest(archive=root / "demo" / "archive", reports=root / "demo" / "reports.csv", store=store,
+                             key_file=key, workers=1,
+                             cfg=IngestSection(resolution=64, split=SplitSection(train=0.6, val=0.2, test=0.2))))
+    label_store(store)
+    return store
