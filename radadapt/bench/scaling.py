@@ -26,6 +26,7 @@ HUBER_DELTA = 0.01
 # Well-posed fits converge in under 50 evaluations; a nearly flat series leaves a ridge (b -> 0 trades against c) on
 # which the trust region crawls for thousands of steps at the same cost, so more evaluations buy nothing.
 _MAX_NFEV = 200
+_MAX_NFEV_REFIT = 60
 _LOG_FLOAT_MAX = float(np.log(np.finfo(np.float64).max))
 
 
@@ -41,7 +42,8 @@ class Fit:
         return self.a * np.asarray(n, dtype=np.float64) ** (-self.b) + self.c
 
 
-def _fit_once(n: np.ndarray, e: np.ndarray, floor: bool, inits: list[tuple[float, float, float]]) -> Fit | None:
+def _fit_once(n: np.ndarray, e: np.ndarray, floor: bool, inits: list[tuple[float, float, float]],
+              max_nfev: int = _MAX_NFEV) -> Fit | None:
     from scipy.optimize import least_squares
 
     n0 = float(np.exp(np.mean(np.log(n))))  # work with N / n0 so a stays O(e)
@@ -71,7 +73,7 @@ def _fit_once(n: np.ndarray, e: np.ndarray, floor: bool, inits: list[tuple[float
             bounds = ([-30.0, -_B_MAX], [30.0, _B_MAX])  # b < 0 shows inverse scaling: error grows with N
         try:
             r = least_squares(resid, p0, jac=jac, bounds=bounds, loss="huber", f_scale=HUBER_DELTA,
-                              max_nfev=_MAX_NFEV)
+                              max_nfev=max_nfev)
         except (ValueError, FloatingPointError):
             continue
         if not np.all(np.isfinite(r.x)):
@@ -108,7 +110,9 @@ def fit_power_law(n: np.ndarray, e: np.ndarray, floor: bool = True, grid: bool =
         n0 = float(np.exp(np.mean(np.log(n))))
         inits = [(float(np.log(max(start.a * n0 ** (-start.b), 1e-12))), max(start.b, 1e-3) if floor else start.b,
                   min(start.c, 0.99 * float(e.min())))] + inits[:1]
-    return _fit_once(n, e, floor, inits)
+    # a refit started at the full-data solution converges in a few steps unless the series is flat (then the
+    # ridge of equal cost makes extra evaluations worthless), so bootstrap refits get a tighter budget
+    return _fit_once(n, e, floor, inits, max_nfev=_MAX_NFEV if start is None else _MAX_NFEV_REFIT)
 
 
 def fit_quality(fit: Fit, n: np.ndarray, e: np.ndarray) -> tuple[float, float | None]:
