@@ -97,6 +97,17 @@ lr = 1e-4
 """
 
 
+def _comparable(name, tensor):
+    """The tensor without the key bias of text attention: its gradient is identically zero (q.(k + b) shifts
+    every logit of a query equally; softmax ignores it), so AdamW turns float-order noise of ~1e-9 there into
+    steps of ~0.1 lr that differ between the two runs (measured 1.2e-5 after 3 steps at lr 1e-4)."""
+    a = tensor.numpy()
+    if name.endswith("attn.in_proj_bias"):
+        third = a.shape[0] // 3
+        return np.concatenate([a[:third], a[2 * third:]])
+    return a
+
+
 @pytest.mark.slow
 def test_two_gloo_processes_match_one_process_with_gradcache(demo_store_labelled, mi2_tiny_dir, tmp_path):
     cfg = tmp_path / "radadapt.toml"
@@ -124,7 +135,7 @@ def test_two_gloo_processes_match_one_process_with_gradcache(demo_store_labelled
             assert y[key] == pytest.approx(x[key], rel=1e-5), (x["step"], key)
     ta, tb = _final(single), _final(double)
     for name in ta:
-        diff = {k: float(np.abs(ta[name][k].numpy() - tb[name][k].numpy()).max()) for k in ta[name]}
+        diff = {k: float(np.abs(_comparable(k, ta[name][k]) - _comparable(k, tb[name][k])).max()) for k in ta[name]}
         worst = max(diff, key=diff.get)
         assert diff[worst] < 1e-5, (name, worst, diff[worst])
     from safetensors.torch import load_file
