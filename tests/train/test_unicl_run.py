@@ -10,8 +10,9 @@ labels.csv (1 / "present" positive, anything else negative), macro over the labe
 negatives among the held-out images. Measured (seeds 0 and 1): 0.484 -> 0.644 and 0.637. Held-out image->report
 MRR is printed only: a 48-step run on prompts does not move it (0.04 -> 0.04).
 
-Evaluation runs at the training crop size (64 px, ``encoder.input_size``): a DaViT's pooled feature depends on the
-input size, and the same run scored at the config's 112 px shows no gain.
+Evaluation runs at the training crop size (64 px), for the base model too: a DaViT's pooled feature depends on the
+input size, and the same run scored at the base config's 112 px shows no gain. The run's final/config.yaml records
+the 64 px it trained at, so ``load_encoder(RUN)`` (and benchmark, export) evaluate it at that size.
 """
 
 import json
@@ -178,6 +179,7 @@ def test_final_is_the_release_layout_a_timm_tower_and_the_tokenizer(unicl_run, m
     for name, value in tower.state_dict().items():
         assert torch.equal(value, saved[name]), name
     encoder = registry.load_encoder(run)
+    assert encoder.input_size == SIZE  # final/config.yaml records the size the run trained (and evaluates) at
     x = encoder.preprocess([np.full((90, 100), 120, np.uint8), np.eye(100, dtype=np.uint8) * 255])
     with torch.no_grad():
         assert torch.allclose(tower.forward_head(tower.forward_features(x), pre_logits=True),

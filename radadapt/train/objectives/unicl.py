@@ -264,7 +264,7 @@ class UniCLObjective(Objective):
 
         out = Path(out_dir)
         model = self.ema if self.ema is not None else self.student
-        files = mi2.save_model_dir(model, self.tokenizer_dir, out, config=model.config)
+        files = mi2.save_model_dir(model, self.tokenizer_dir, out, config=self._final_config(model.config))
         files[TIMM_TOWER] = mi2.save_timm_image_tower(model, out / TIMM_TOWER)
         info = {"format": "radadapt-mi2-final", "weights": "ema" if self.ema is not None else "trained",
                 "ema": self.cfg.ema, "timm_model": "davit_huge_fl", "timm_kwargs": model.config.timm_kwargs(),
@@ -272,6 +272,20 @@ class UniCLObjective(Objective):
         atomic.write_json(out / RUN_INFO, info)
         files[RUN_INFO] = sha256_file(out / RUN_INFO)
         return files
+
+
+    def _final_config(self, config):
+        """MI2 evaluates at the size it trains at (released: 480 for both), so a run trained at another
+        ``image_size`` records that size in final/config.yaml; otherwise the base config is kept byte for byte."""
+        if self.image_size == config.image_size:
+            return config
+        import copy
+
+        from radadapt.models.mi2_model import MI2Config
+
+        raw = copy.deepcopy(config.raw)
+        raw["IMAGE_ENCODER"]["IMAGE_SIZE"] = [self.image_size, self.image_size]
+        return MI2Config(raw, source_text=None, vocab_size=config.vocab_size)
 
 
 def _main_rank() -> bool:
