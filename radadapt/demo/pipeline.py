@@ -168,8 +168,9 @@ def open_demo_dir(root: Path, settings: dict[str, Any]) -> dict[str, Any]:
             raise UsageError(
                 "demo.other_settings",
                 f"{root} holds a demo with other settings (n {old.get('n')}, seed {old.get('seed')}, size "
-                f"{old.get('size')}, or another radadapt version's demo settings)",
-                hint="rerun with the same --n/--seed, choose a new --out, or delete the folder to start over",
+                f"{old.get('size')}, models {', '.join(SLUG[f] for f in old.get('families', FAMILIES))}, or "
+                "another radadapt version's demo settings)",
+                hint="rerun with the same --n/--seed/--model, choose a new --out, or delete the folder to start over",
             )
         return state
     if root.is_dir() and any(root.iterdir()):
