@@ -121,8 +121,11 @@ def write_index(layout: "DemoLayout") -> Path:
         families.append(entry)
     env = jinja2.Environment(loader=jinja2.PackageLoader("radadapt", "templates"), autoescape=True,
                              undefined=jinja2.StrictUndefined)
+    order = ["site", "archive", "ingest", "labels", "weights",
+             *(f"{step}-{SLUG[f]}" for f in FAMILIES for step in ("train", "benchmark", "export")), "report"]
+    stages = dict(sorted(state["stages"].items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     html = env.get_template("demo_index.html.j2").render(
-        families=families, settings=state["settings"], stages=state["stages"], fmt=fmt_estimate)
+        families=families, settings=state["settings"], stages=stages, fmt=fmt_estimate)
     out = layout.reports / INDEX
     atomic.write_text(out, html)
     return out

@@ -332,3 +332,33 @@ def test_the_whole_journey(tmp_path):
 
     again = P.run_demo(out, families=("rad_dino",))  # a finished demo reruns nothing and reports the same
     assert again["families"] == summary["families"]
+
+
+# -- the summary and the index page, on real benchmark output (the report stage's committed fixture) -----------
+def test_summary_and_index_read_the_numbers_from_results_json(tmp_path):
+    from radadapt.demo.outcome import summarise_demo, write_index
+
+    fixture = Path(__file__).parents[1] / "report" / "fixture" / "bench" / "results.json"
+    text = fixture.read_text(encoding="utf-8").replace('"candidate-1"', '"candidate"')  # the demo has one candidate
+    layout = P.DemoLayout(tmp_path / "demo")
+    (layout.bench("rad_dino")).mkdir(parents=True)
+    (layout.bench("rad_dino") / "results.json").write_text(text, encoding="utf-8")
+    stages = {"report": {"status": "done"}, "site": {"status": "done", "wall_s": 0.1, "cpu_s": 0.1},
+              "train-rad-dino": {"status": "done", "wall_s": 60.0, "cpu_s": 70.0}}
+    state = {"format": P.STATE_FORMAT, "settings": P.demo_settings(600, 0, 256, ("rad_dino",)), "stages": stages}
+    (layout.root / P.STATE_FILE).write_text(json.dumps(state))
+    summary = summarise_demo(layout, state)
+    assert list(summary["families"]) == ["rad_dino"] and summary["wall_s"] == 60.1
+
+    raw = json.loads(text)
+    probe = raw["headline_probe"]
+    rows = {r["group"]: r for r in summary["families"]["rad_dino"]["rows"] if "macro" in r["task"]}
+    for mac in raw["classification"]["macro"]:
+        want = mac["differences"]["candidate"][probe]["auroc"]
+        got = rows[mac["group"]]
+        assert got["difference"]["point"] == want["point"] and got["difference"]["verdict"] == want["verdict"]
+        assert got["baseline"]["point"] == mac["results"]["baseline"][probe]["auroc"]["point"]
+    html = write_index(layout).read_text(encoding="utf-8")
+    first = next(iter(rows.values()))
+    assert f"{first['adapted']['point']:.3f}" in html and "Not benchmarked" not in html
+    assert html.index(">site<") < html.index(">train-rad-dino<") < html.index(">report<")  # plan order
