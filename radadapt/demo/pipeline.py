@@ -8,8 +8,10 @@ Each stage calls its stage's library entry point with the demo site's settings (
     weights   ``models.rad_dino.write_tiny`` / ``models.mi2.write_tiny``: tiny random "open weights"
     per family: train (``train.run.start`` / ``resume``), benchmark (``bench.run.run_benchmark``), export
               (``export.exporter.export_run``)
-    report    ``report.render.render_report`` per family, and DIR/report/index.html linking them
+    report    ``commands.report.make_report`` per family (with the segmentation overlays: the patients are
+              synthetic), and DIR/report/index.html linking them
 
+``families`` narrows the journey to one model family (``radadapt demo --model rad-dino``; the end-to-end test).
 Everything lands under DIR, beside ``DIR/demo.json`` (the marker and the state). Resumable: stages run in order;
 a stage recorded as done whose outputs are still there is skipped; the first one that is not resumes its own
 partial work (ingest chunks, training checkpoints, cached benchmark features); once a stage has run, every later
