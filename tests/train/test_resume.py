@@ -2,14 +2,11 @@
 
 import json
 import os
-import signal
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
 from conftest import TINY_DINO
+from killing import kill_after_checkpoint
 
 from radadapt.train.run import TrainRequest, start
 
@@ -39,20 +36,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_run(train_store, tiny_weigh
     killed = tmp_path / "killed"
     code = CHILD.format(tests=os.path.dirname(__file__), store=str(train_store), weights=str(tiny_weights),
                         out=str(killed), steps=STEPS, overrides=_overrides(1))  # a loader worker this time
-    env = {**os.environ, "RADADAPT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    latest = killed / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and child.poll() is None:
-        if latest.is_file() and json.loads(latest.read_text())["step"] >= EVERY:
-            os.kill(child.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    stopped_at = kill_after_checkpoint(code, killed, EVERY)
     run = json.loads((killed / "run.json").read_text())
     assert run["status"] == "running" and not (killed / "final").exists()
-    stopped_at = json.loads(latest.read_text())["step"]
     assert EVERY <= stopped_at < STEPS
 
     res = cli("train", "--resume", killed, "--json")

@@ -10,13 +10,12 @@ all-reduce). Drop path is off there: its draws are per rank by design.
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 
 import numpy as np
 import pytest
+from killing import kill_after_checkpoint
 
 from radadapt.train.run import TrainRequest, start
 
@@ -53,19 +52,9 @@ def test_kill_9_then_resume_matches_an_uninterrupted_unicl_run(demo_store_labell
     killed = tmp_path / "killed"
     code = CHILD.format(store=str(demo_store_labelled), weights=str(mi2_tiny_dir), out=str(killed), steps=STEPS,
                         overrides=_overrides(1))  # a loader worker this time (tokenizer in the worker)
-    env = {**os.environ, "RADADAPT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
-    child = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    latest = killed / "checkpoints" / "latest.json"
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline and child.poll() is None:
-        if latest.is_file() and json.loads(latest.read_text())["step"] >= EVERY:
-            os.kill(child.pid, signal.SIGKILL)
-            break
-        time.sleep(0.02)
-    child.wait(timeout=60)
-    assert child.returncode == -signal.SIGKILL, child.stderr.read().decode()[-2000:]
+    stopped_at = kill_after_checkpoint(code, killed, EVERY)
     assert json.loads((killed / "run.json").read_text())["status"] == "running" and not (killed / "final").exists()
-    assert EVERY <= json.loads(latest.read_text())["step"] < STEPS
+    assert EVERY <= stopped_at < STEPS
 
     res = cli("train", "--resume", killed, "--json")
     assert res.exit_code == 0, res.stderr
