@@ -17,6 +17,7 @@ share the training cores (any CPU run) the plain ratio mostly measures that shar
 to see the trainer's own overhead, and read the loader ratio from a separate ``--workers N`` run.
 
     python benchmarks/bench_train.py                                  # CPU, tiny RAD-DINO, small crops
+    python benchmarks/bench_train.py --model mi2 [bench_train_mi2.py options]   # MI2 / UniCL (GradCache memory too)
     python benchmarks/bench_train.py --device cuda --arch base --global-size 224 --local-size 98 --batch-size 64
     python benchmarks/bench_train.py --device cuda --arch base --global-size 518 --local-size 224 --batch-size 16
 
@@ -272,4 +273,11 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
+    if sys.argv[1:3] == ["--model", "mi2"]:  # one entry point for both families; MI2 measures memory as well
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from bench_train_mi2 import main as main_mi2
+
+        sys.exit(0 if main_mi2(sys.argv[3:]) else 1)
+    if sys.argv[1:3] == ["--model", "rad-dino"]:
+        del sys.argv[1:3]
     sys.exit(0 if main() else 1)
