@@ -9,6 +9,13 @@ chosen on validation (Youden's J). Test images are only ever scored, never used 
 (``patience``) a label's sweep ends once its validation AUROC has stopped improving for several consecutive C:
 the C that win are rarely far past the best, and the weakly regularised end of the path costs the most.
 
+A label's result does not depend on which other labels are fitted with it (issue 7; tests/bench/
+test_label_independence.py): every column of the batched solver is its own problem (own curvature pairs, step,
+line search, convergence test and patience), standardisation uses all probe-training images whatever their labels,
+and the solve and the scores are float64 (``SOLVE_DTYPE``): in float32 the batch's shape changed the matmuls'
+rounding, and at strong regularisation, where logits differ by ~1e-6 around the intercept, that reordered
+validation scores and could move the chosen C.
+
 kNN probe, following DINOv2's ``eval/knn.py``: L2-normalised features, cosine similarity to the probe-training
 images, the k nearest (k=20) vote with weights exp(sim / T) (T=0.07); the score of a label is the weighted share
 of positive votes among neighbours whose label is known.
@@ -23,6 +30,8 @@ import torch
 
 from radadapt.bench import logistic
 from radadapt.bench.metrics import auroc_matrix, youden_threshold
+
+SOLVE_DTYPE = torch.float64  # see the module docstring: float32 let the label batch leak into each label
 
 
 @dataclass
@@ -48,15 +57,16 @@ class LinearProbe:
     iterations: int = 0
 
     def scores(self, x: np.ndarray, device: str = "cpu") -> np.ndarray:
-        """Probabilities [n, L]."""
+        """Probabilities [n, L], computed in float64 (see ``SOLVE_DTYPE``)."""
         xs = _standardise(x, self.mean, self.scale, device)
-        w = torch.as_tensor(self.weights, device=device)
-        return torch.sigmoid(logistic.decision(xs, w)).double().cpu().numpy()
+        w = torch.as_tensor(self.weights, dtype=SOLVE_DTYPE, device=device)
+        return torch.sigmoid(logistic.decision(xs, w)).cpu().numpy()
 
 
 def _standardise(x: np.ndarray, mean: np.ndarray, scale: np.ndarray, device: str) -> torch.Tensor:
-    t = torch.as_tensor(np.asarray(x, dtype=np.float32), device=device)
-    return (t - torch.as_tensor(mean, device=device)) / torch.as_tensor(scale, device=device)
+    t = torch.as_tensor(np.asarray(x), device=device).to(SOLVE_DTYPE)
+    return (t - torch.as_tensor(mean, dtype=SOLVE_DTYPE, device=device)) / torch.as_tensor(
+        scale, dtype=SOLVE_DTYPE, device=device)
 
 
 def fit_linear_probe(
@@ -84,11 +94,11 @@ def fit_linear_probe(
     scale[scale < 1e-6] = 1.0  # a constant feature carries nothing; leave it at zero after centring
     xt = _standardise(x_train, mean, scale, device)
     xv = _standardise(x_val, mean, scale, device)
-    y = torch.as_tensor(t_train.y, dtype=torch.float32, device=device)
-    m = torch.as_tensor(t_train.mask, dtype=torch.float32, device=device)
+    y = torch.as_tensor(t_train.y, dtype=SOLVE_DTYPE, device=device)
+    m = torch.as_tensor(t_train.mask, dtype=SOLVE_DTYPE, device=device)
     n_labels = y.shape[1]
     curve = np.full((len(cs), n_labels), np.nan)
-    w = torch.zeros(xt.shape[1] + 1, n_labels, device=device)
+    w = torch.zeros(xt.shape[1] + 1, n_labels, dtype=SOLVE_DTYPE, device=device)
     best_w = w.clone()
     best_auc = np.full(n_labels, -np.inf)
     best_c = np.full(n_labels, float(cs[0]))
@@ -100,7 +110,7 @@ def fit_linear_probe(
         if idx_np.size == 0:
             break
         idx = torch.as_tensor(idx_np, device=device)
-        fit = logistic.fit_columns(xt, y[:, idx], m[:, idx], torch.full((idx_np.size,), float(c), device=device),
+        fit = logistic.fit_columns(xt, y[:, idx], m[:, idx], torch.full((idx_np.size,), float(c), dtype=SOLVE_DTYPE, device=device),
                                    w[:, idx], max_iter=max_iter, tol=tol)
         w[:, idx] = fit.weights
         iterations += fit.iterations
@@ -116,7 +126,7 @@ def fit_linear_probe(
         since_best[idx_np] = np.where(better[idx_np], 0, since_best[idx_np] + 1)
         if patience:
             alive &= since_best < patience  # this label's validation AUROC stopped improving along the path
-    refit = logistic.fit_columns(xt, y, m, torch.as_tensor(best_c, dtype=torch.float32, device=device), best_w,
+    refit = logistic.fit_columns(xt, y, m, torch.as_tensor(best_c, dtype=SOLVE_DTYPE, device=device), best_w,
                                  max_iter=refit_iter, tol=refit_tol)
     probe = LinearProbe(mean=mean, scale=scale, weights=refit.weights.cpu().numpy(), c=best_c, val_auroc=curve,
                         iterations=iterations + refit.iterations)
@@ -145,18 +155,23 @@ def knn_scores(
 ) -> np.ndarray:
     """Weighted kNN vote per label, [n_query, L] in [0, 1] (0.5 where no neighbour knows the label)."""
     b = torch.nn.functional.normalize(torch.as_tensor(np.asarray(bank_x, dtype=np.float32), device=device), dim=1)
-    yb = torch.as_tensor(bank.y, dtype=torch.float32, device=device)
-    mb = torch.as_tensor(bank.mask, dtype=torch.float32, device=device)
+    yb = torch.as_tensor(bank.y, dtype=torch.float64, device=device)
+    mb = torch.as_tensor(bank.mask, dtype=torch.float64, device=device)
     k = min(k, b.shape[0])
     out = np.empty((len(query_x), yb.shape[1]), dtype=np.float64)
     for start in range(0, len(query_x), chunk):
         q = torch.as_tensor(np.asarray(query_x[start:start + chunk], dtype=np.float32), device=device)
         sim = torch.nn.functional.normalize(q, dim=1) @ b.T
         top, idx = sim.topk(k, dim=1)
-        vote = torch.exp((top - top[:, :1]) / temperature)  # shifted by the max: same ratios, no overflow
-        known = mb[idx] * vote[..., None]  # [q, k, L]
-        num = (known * yb[idx]).sum(1)
-        den = known.sum(1)
+        vote = torch.exp((top.double() - top[:, :1].double()) / temperature)  # shifted by the max: no overflow
+        # Neighbour by neighbour, elementwise: a reduction over [q, k, L] rounds differently for different L,
+        # which would make one label's score depend on how many labels are voted on (issue 7).
+        num = torch.zeros(len(q), yb.shape[1], dtype=torch.float64, device=device)
+        den = torch.zeros_like(num)
+        for r in range(k):
+            known = mb[idx[:, r]] * vote[:, r:r + 1]
+            num += known * yb[idx[:, r]]
+            den += known
         score = torch.where(den > 0, num / den.clamp_min(1e-30), torch.full_like(num, 0.5))
-        out[start:start + len(q)] = score.double().cpu().numpy()
+        out[start:start + len(q)] = score.cpu().numpy()
     return out
