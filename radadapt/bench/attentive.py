@@ -109,6 +109,20 @@ def _fit(x_train, t_train, x_val, t_val, *, epochs, batch_size, lr, device, seed
     return predict, choose_thresholds(predict(x_val), t_val)
 
 
+def trainable_labels(train: LabelTargets, val: LabelTargets) -> np.ndarray:
+    """Label columns with at least 2 positives and 2 negatives in probe-training and 1 of each in validation.
+
+    The probe is one network over all its labels, so the set it is trained on shapes every label's result; this set
+    depends only on the fit splits, never on the test split's ``min_positives`` rule.
+    """
+
+    def enough(t: LabelTargets, k: int) -> np.ndarray:
+        known = t.mask.astype(bool)
+        return ((known & (t.y == 1)).sum(0) >= k) & ((known & (t.y == 0)).sum(0) >= k)
+
+    return np.flatnonzero(enough(train, 2) & enough(val, 1))
+
+
 def attentive_outputs(enc, store, cohorts, targets: dict[str, LabelTargets], cfg, cache_root, device, ood, progress,
                       name):
     """Extract (or reuse) pooled tokens, train the probe, score val / test / ood: a ``ProbeOutput``."""

@@ -149,10 +149,17 @@ def score_model(
         out.probes["knn:cls"] = ProbeOutput(kind="knn", features="cls", scores=knn,
                                             thresholds=choose_thresholds(knn["val"], sub["val"]))
         if cfg.attentive_probe:
-            from radadapt.bench.attentive import attentive_outputs
+            from radadapt.bench.attentive import attentive_outputs, trainable_labels
 
-            out.probes["attentive:patch"] = attentive_outputs(enc, store, cohorts, sub, cfg, cache_root, device,
-                                                              ood, progress, name)
+            # One network for all labels: train it on every label the fit splits allow, not just the evaluated
+            # ones, so that min_positives (a test-split rule) cannot change what it learns (issue 7).
+            fit_idx = np.union1d(trainable_labels(targets["probe_train"], targets["val"]), label_idx)
+            fit_sub = {c: LabelTargets(t.y[:, fit_idx], t.mask[:, fit_idx]) for c, t in targets.items()}
+            att = attentive_outputs(enc, store, cohorts, fit_sub, cfg, cache_root, device, ood, progress, name)
+            keep = np.searchsorted(fit_idx, label_idx)
+            att.scores = {c: v[:, keep] for c, v in att.scores.items()}
+            att.thresholds = att.thresholds[keep]
+            out.probes["attentive:patch"] = att
     del feats
     if seg is not None:
         _segment(enc, out, store, cohorts, seg, cfg, cache_root, device, overlay_dir, progress)

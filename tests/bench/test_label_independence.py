@@ -61,3 +61,18 @@ def test_knn_scores_of_a_label_do_not_depend_on_the_other_labels():
     for idx in SUBSETS[1:]:
         out = knn_scores(xs[0], _sub(ts[0], idx), xs[2], k=20, temperature=0.07)
         np.testing.assert_allclose(out, ref[:, idx], rtol=0, atol=1e-12)
+
+
+def test_attentive_probe_trains_on_every_fittable_label_whatever_is_evaluated():
+    """The attentive probe shares its attention across labels, so it is trained on the labels the fit splits allow
+    (a fixed set for a store), not on the labels that pass the test split's min_positives."""
+    from radadapt.bench.attentive import trainable_labels
+
+    y_tr = np.array([[1, 0, 1, 1], [1, 0, 0, 1], [0, 1, 0, 1], [0, 0, 1, 1]], np.int8)
+    m_tr = np.array([[1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 1, 1], [1, 1, 0, 1]], bool)
+    y_va = np.array([[1, 0, 1, 0], [0, 1, 1, 1]], np.int8)
+    t_tr, t_va = LabelTargets(y_tr, m_tr), LabelTargets(y_va, np.ones_like(y_va, bool))
+    # label 1: one train positive; label 2: its second train positive is unknown; label 3: no train negative
+    np.testing.assert_array_equal(trainable_labels(t_tr, t_va), [0])
+    y_va[1, 0] = 1  # no validation negative left for label 0
+    np.testing.assert_array_equal(trainable_labels(t_tr, LabelTargets(y_va, np.ones_like(y_va, bool))), [])
