@@ -30,7 +30,7 @@ def _register_demo(app: typer.Typer) -> None:
     def demo_cmd(
         out: Annotated[Path, typer.Option("--out", help="Folder for everything the demo writes (new, empty, or an "
                                           "earlier demo to continue).")] = Path("radadapt-demo"),
-        n: Annotated[int, typer.Option("--n", help="Synthetic radiographs to generate (fewer: faster, wider CIs).")] = 600,
+        n: Annotated[int, typer.Option("--n", help="Synthetic radiographs to generate (fewer: faster, wider CIs).")] = 1200,
         seed: Annotated[int, typer.Option("--seed", help="Seed of the whole demo: same seed, same results.")] = 0,
         model: Annotated[Optional[list[str]], typer.Option("--model", help="Train only this family (rad-dino or "
                                                            "mi2); repeatable. Default: both.")] = None,
