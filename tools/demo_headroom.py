@@ -2,8 +2,8 @@
 
     python tools/demo_headroom.py DEMO_DIR [--family mi2] [--steps 150] [--lr 3e-4]
 
-On a finished `radadapt demo` folder it fits one probe (logistic regression, C picked on val by AUROC, same
-train/val/test split as the benchmark) on three kinds of features and prints per-label test AUROC:
+On a finished `radadapt demo` folder it fits the benchmark's own linear probe (same split, same code, the demo's
+[benchmark] settings) on three kinds of features and prints per-label test AUROC:
 
 - **pixels**: the store image resized to the model's centre crop, then area-averaged to 16 x 16 (256 numbers);
 - **open weights**: the family's pooled feature (``cls``) of DEMO_DIR/open-weights/FAMILY;
@@ -18,10 +18,13 @@ runs on a CPU in one to two minutes, and writes nothing.
 from __future__ import annotations
 
 import argparse
-import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from radadapt.config import BenchSection
 
 
 def main() -> None:
@@ -37,6 +40,7 @@ def main() -> None:
     import torch.nn.functional as F
 
     from radadapt.bench import targets as T
+    from radadapt.config import load_config
     from radadapt.manifest import Store
     from radadapt.models.registry import load_encoder
 
@@ -86,7 +90,8 @@ def main() -> None:
         opt.step()
     rows[f"supervised {args.steps} steps"] = features()
 
-    scores = {name: probe(feats, targets, list(columns)) for name, feats in rows.items()}
+    cfg = load_config(args.demo / "site" / "radadapt.toml").benchmark
+    scores = {name: probe(feats, targets, list(columns), cfg) for name, feats in rows.items()}
     labels = list(next(iter(scores.values())))
     print(f"{args.family} on {args.demo}: test AUROC per label; F / D = findings / devices macro")
     print("".ljust(22) + "".join(label[:9].rjust(10) for label in labels) + "       F      D")
@@ -96,32 +101,23 @@ def main() -> None:
         print(name.ljust(22) + "".join(f"{s[label]:10.3f}" for label in labels) + f"  {np.mean(f):.3f}  {np.mean(d):.3f}")
 
 
-def probe(feats: dict[str, np.ndarray], targets: dict, names: list[str], min_pos: int = 10) -> dict[str, float]:
-    """Per label: logistic regression on standardised features, C from a small grid by val AUROC, test AUROC."""
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.metrics import roc_auc_score
-    from sklearn.preprocessing import StandardScaler
+def probe(feats: dict[str, np.ndarray], targets: dict, names: list[str], cfg: "BenchSection") -> dict[str, float]:
+    """The benchmark's own linear probe (``bench.probes.fit_linear_probe``: C swept on val, refit, float64) with
+    the demo's [benchmark] settings; test AUROC per label with at least ``min_positives`` of each class."""
+    from radadapt.bench.logistic import c_grid
+    from radadapt.bench.metrics import auroc_matrix
+    from radadapt.bench.probes import fit_linear_probe
 
-    scale = StandardScaler().fit(feats["probe_train"])
+    fitted = fit_linear_probe(feats["probe_train"], targets["probe_train"], feats["val"], targets["val"],
+                              cs=c_grid(cfg.c_values, cfg.c_min, cfg.c_max), max_iter=cfg.max_iter,
+                              refit_iter=cfg.refit_iter, patience=cfg.c_patience)
+    test = targets["test"]
+    aucs = auroc_matrix(fitted.scores(feats["test"]), test.y.astype(bool), test.mask)
     out = {}
     for j, name in enumerate(names):
-        split = {}
-        for c in ("probe_train", "val", "test"):
-            known = targets[c].mask[:, j].astype(bool)
-            split[c] = (scale.transform(feats[c][known]), targets[c].y[known, j].astype(int))
-        if any(min(int(y.sum()), int(len(y) - y.sum())) < min_pos for _, y in (split["probe_train"], split["test"])):
-            continue
-        if len(set(split["val"][1])) < 2:
-            continue
-        best, model = -1.0, None
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # convergence warnings at the largest C are expected and harmless
-            for c_value in (1e-3, 1e-2, 1e-1, 1.0, 10.0):
-                fit = LogisticRegression(C=c_value, max_iter=300).fit(*split["probe_train"])
-                auc = roc_auc_score(split["val"][1], fit.decision_function(split["val"][0]))
-                if auc > best:
-                    best, model = auc, fit
-        out[name] = float(roc_auc_score(split["test"][1], model.decision_function(split["test"][0])))
+        counts = [(t.y[t.mask[:, j], j] == v).sum() for t in (targets["probe_train"], test) for v in (0, 1)]
+        if min(counts) >= cfg.min_positives:
+            out[name] = float(aucs[j])
     return out
 
 
