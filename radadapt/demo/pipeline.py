@@ -41,7 +41,7 @@ DEFAULT_SIZE = 256  # long side of the synthetic radiographs; the store keeps 12
 FAMILIES = ("rad_dino", "mi2")
 NAMES = {"rad_dino": "RAD-DINO", "mi2": "MI2"}
 SLUG = {"rad_dino": "rad-dino", "mi2": "mi2"}
-# Optimizer steps and images per step of each family's run (why: docs/demo.md, "Training").
+# Optimizer steps and images per step of each family's run (why: docs/demo.md, "Settings, and why").
 TRAINING = {"rad_dino": {"steps": 150, "batch_size": 24}, "mi2": {"steps": 120, "batch_size": 32}}
 TORCH_THREADS = 1  # tiny models: more threads buy little, and on a busy 2-core machine they cost several-fold
 
