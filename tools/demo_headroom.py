@@ -103,10 +103,11 @@ def main() -> None:
 
 def probe(feats: dict[str, np.ndarray], targets: dict, names: list[str], cfg: "BenchSection") -> dict[str, float]:
     """The benchmark's own linear probe (``bench.probes.fit_linear_probe``: C swept on val, refit, float64) with
-    the demo's [benchmark] settings; test AUROC per label with at least ``min_positives`` of each class."""
+    the demo's [benchmark] settings; test AUROC of each label the benchmark would evaluate (``label_status``)."""
     from radadapt.bench.logistic import c_grid
     from radadapt.bench.metrics import auroc_matrix
     from radadapt.bench.probes import fit_linear_probe
+    from radadapt.bench.results import label_counts, label_status
 
     fitted = fit_linear_probe(feats["probe_train"], targets["probe_train"], feats["val"], targets["val"],
                               cs=c_grid(cfg.c_values, cfg.c_min, cfg.c_max), max_iter=cfg.max_iter,
@@ -115,8 +116,8 @@ def probe(feats: dict[str, np.ndarray], targets: dict, names: list[str], cfg: "B
     aucs = auroc_matrix(fitted.scores(feats["test"]), test.y.astype(bool), test.mask)
     out = {}
     for j, name in enumerate(names):
-        counts = [(t.y[t.mask[:, j], j] == v).sum() for t in (targets["probe_train"], test) for v in (0, 1)]
-        if min(counts) >= cfg.min_positives:
+        counts = {split: label_counts(targets[split], j) for split in ("probe_train", "val", "test")}
+        if label_status(counts, cfg.min_positives)[0] == "evaluated":
             out[name] = float(aucs[j])
     return out
 
